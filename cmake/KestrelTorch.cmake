@@ -1,0 +1,60 @@
+# Locates one torch install or unpacked wheel and reads its facts from its own
+# files, so that the same code serves the installed torch, another minor's
+# unpacked Linux wheel and a macOS wheel audited on Linux.
+#
+# In:  KESTREL_TORCH_ROOT (the torch package directory). When empty, the
+#      installed torch is found through torch.utils.cmake_prefix_path.
+# Out: KESTREL_TORCH_VERSION_{MAJOR,MINOR,PATCH}, KESTREL_TORCH_INCLUDE_DIRS,
+#      KESTREL_TORCH_LIBRARY_DIR, KESTREL_TORCH_CXX11_ABI ("" when torch sets
+#      none, as on macOS).
+
+if(NOT KESTREL_TORCH_ROOT)
+  execute_process(
+    COMMAND "${Python_EXECUTABLE}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+    OUTPUT_VARIABLE _kestrel_prefix
+    OUTPUT_STRIP_TRAILING_WHITESPACE
+    RESULT_VARIABLE _kestrel_rc)
+  if(NOT _kestrel_rc EQUAL 0)
+    message(FATAL_ERROR "kestrel: cannot import torch with ${Python_EXECUTABLE}; install torch "
+                        "or pass -DKESTREL_TORCH_ROOT=<site-packages>/torch")
+  endif()
+  # cmake_prefix_path is <torch>/share/cmake
+  get_filename_component(KESTREL_TORCH_ROOT "${_kestrel_prefix}/../.." ABSOLUTE)
+endif()
+
+set(_kestrel_version_header "")
+foreach(_candidate include/torch/headeronly/version.h include/torch/csrc/api/include/torch/version.h)
+  if(EXISTS "${KESTREL_TORCH_ROOT}/${_candidate}")
+    file(STRINGS "${KESTREL_TORCH_ROOT}/${_candidate}" _lines REGEX "#define TORCH_VERSION_(MAJOR|MINOR|PATCH) ")
+    if(_lines)
+      set(_kestrel_version_header "${KESTREL_TORCH_ROOT}/${_candidate}")
+      break()
+    endif()
+  endif()
+endforeach()
+if(NOT _kestrel_version_header)
+  message(FATAL_ERROR "kestrel: no torch version header under ${KESTREL_TORCH_ROOT}/include")
+endif()
+foreach(_part MAJOR MINOR PATCH)
+  string(REGEX MATCH "#define TORCH_VERSION_${_part} ([0-9]+)" _m "${_lines}")
+  set(KESTREL_TORCH_VERSION_${_part} "${CMAKE_MATCH_1}")
+endforeach()
+
+set(KESTREL_TORCH_INCLUDE_DIRS
+    "${KESTREL_TORCH_ROOT}/include"
+    "${KESTREL_TORCH_ROOT}/include/torch/csrc/api/include")
+set(KESTREL_TORCH_LIBRARY_DIR "${KESTREL_TORCH_ROOT}/lib")
+
+# torch records the libstdc++ ABI it was built with in its CMake config.
+set(KESTREL_TORCH_CXX11_ABI "")
+set(_kestrel_config "${KESTREL_TORCH_ROOT}/share/cmake/Torch/TorchConfig.cmake")
+if(EXISTS "${_kestrel_config}")
+  file(STRINGS "${_kestrel_config}" _abi REGEX "_GLIBCXX_USE_CXX11_ABI=[01]")
+  if(_abi)
+    string(REGEX MATCH "_GLIBCXX_USE_CXX11_ABI=([01])" _m "${_abi}")
+    set(KESTREL_TORCH_CXX11_ABI "${CMAKE_MATCH_1}")
+  endif()
+endif()
+
+message(STATUS "kestrel: torch ${KESTREL_TORCH_VERSION_MAJOR}.${KESTREL_TORCH_VERSION_MINOR}."
+               "${KESTREL_TORCH_VERSION_PATCH} at ${KESTREL_TORCH_ROOT}")

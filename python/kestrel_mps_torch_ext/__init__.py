@@ -1,0 +1,48 @@
+"""kestrel-mps-torch-ext: lets kernel libraries dispatch their own Metal kernels
+on PyTorch's MPS stream through a stable C table, across torch minors.
+
+Python side: ``load_torch_mps_bridge()`` loads the library built for the
+running torch and makes ``KestrelMPSTorchExtAPI_v1`` visible to ``dlsym``.
+C side: ``#include <kestrel_mps_api.h>`` (see ``get_include()``).
+Importing this package loads nothing and does not import torch.
+"""
+
+from __future__ import annotations
+
+from ._bridge import TensorDescriptor, TorchMPSBridge
+from ._errors import (
+    BridgeCallError,
+    BridgeLoadError,
+    BridgeMismatchError,
+    BridgeUnavailableError,
+    KestrelMPSError,
+    UnsupportedTorchVersionError,
+)
+from ._loader import load_torch_mps_bridge
+from ._paths import cmake_dir, get_include, library_dir
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BridgeCallError",
+    "BridgeLoadError",
+    "BridgeMismatchError",
+    "BridgeUnavailableError",
+    "KestrelMPSError",
+    "TensorDescriptor",
+    "TorchMPSBridge",
+    "UnsupportedTorchVersionError",
+    "cmake_dir",
+    "get_include",
+    "library_dir",
+    "load_torch_mps_bridge",
+    "supported_torch_minors",
+]
+
+
+def supported_torch_minors() -> list[str]:
+    """The torch minors this installation bundles a library for, e.g.
+    ["2.13", "2.14"], read from the files present."""
+    from ._paths import bundled_minors
+
+    return [f"{major}.{minor}" for major, minor in bundled_minors()]

@@ -1,0 +1,87 @@
+"""python -m kestrel_mps_torch_ext: a diagnostic report, or a path for build
+systems (--include, --cmake-dir)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from . import __version__, cmake_dir, get_include, library_dir, supported_torch_minors
+from ._errors import KestrelMPSError
+
+
+def _report() -> tuple[dict[str, Any], bool]:
+    info: dict[str, Any] = {
+        "kestrel_mps_torch_ext": __version__,
+        "python": sys.version.split()[0],
+        "library_dir": str(library_dir()),
+        "bundled_torch_minors": supported_torch_minors(),
+        "include_dir": get_include(),
+        "cmake_dir": cmake_dir(),
+    }
+    try:
+        import torch
+    except ImportError as e:
+        info["torch"] = f"not importable: {e}"
+        return info, False
+    info["torch"] = str(torch.__version__)
+    info["mps_available"] = bool(torch.backends.mps.is_available())
+    from ._loader import load_torch_mps_bridge
+
+    try:
+        bridge = load_torch_mps_bridge()
+    except KestrelMPSError as e:
+        info["bridge_error"] = f"{type(e).__name__}: {e}"
+        return info, False
+    info["library"] = str(bridge.path)
+    info["built_for_torch"] = ".".join(map(str, bridge.built_for))
+    info["abi_version"] = bridge.abi_version
+    info["table_address"] = hex(bridge.table_address)
+    info["mps_stream_backend"] = bridge.has_mps_stream
+    device = "mps" if info["mps_available"] else "cpu"
+    sample = torch.arange(24, dtype=torch.float32, device=device).reshape(2, 3, 4)[:, 1:, ::2]
+    d = bridge.resolve(sample)
+    info["sample_tensor"] = {
+        "expr": f"torch.arange(24, device='{device}').reshape(2, 3, 4)[:, 1:, ::2]",
+        "buffer": hex(d.buffer),
+        "byte_offset": d.byte_offset,
+        "nbytes": d.nbytes,
+        "shape": list(d.shape),
+        "strides": list(d.strides),
+        "dtype": list(d.dtype),
+        "device": [d.device_type, d.device_index],
+    }
+    try:
+        info["current_stream"] = hex(bridge.current_stream())
+    except KestrelMPSError as e:
+        info["current_stream"] = str(e)
+    return info, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kestrel_mps_torch_ext", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--include", action="store_true", help="print the header directory")
+    group.add_argument("--cmake-dir", action="store_true", help="print the CMake package directory")
+    group.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.include:
+        print(get_include())
+        return 0
+    if args.cmake_dir:
+        print(cmake_dir())
+        return 0
+    info, ok = _report()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

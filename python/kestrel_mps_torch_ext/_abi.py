@@ -1,0 +1,101 @@
+"""ctypes mirror of include/kestrel_mps_api.h (tests check every constant and
+size against the header and the loaded table)."""
+
+from __future__ import annotations
+
+import ctypes
+
+ABI_VERSION = 1
+API_SYMBOL = "KestrelMPSTorchExtAPI_v1"
+MAX_NDIM = 16
+
+STATUS_NAMES = {
+    0: "KESTREL_MPS_OK",
+    1: "KESTREL_MPS_ERROR_INVALID_ARGUMENT",
+    2: "KESTREL_MPS_ERROR_NOT_A_TENSOR",
+    3: "KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR",
+    4: "KESTREL_MPS_ERROR_UNSUPPORTED_DTYPE",
+    5: "KESTREL_MPS_ERROR_TOO_MANY_DIMS",
+    6: "KESTREL_MPS_ERROR_MPS_UNAVAILABLE",
+    7: "KESTREL_MPS_ERROR_TORCH",
+    8: "KESTREL_MPS_ERROR_GIL_NOT_HELD",
+    9: "KESTREL_MPS_ERROR_CALLBACK_FAILED",
+    10: "KESTREL_MPS_ERROR_INTERNAL",
+}
+OK = 0
+
+ACCESS_READ = 0
+ACCESS_WRITE = 1
+TENSOR_CONTIGUOUS = 1
+TENSOR_WRITABLE = 2
+CAP_MPS_STREAM = 1
+
+SYNC_COMMIT = 1
+SYNC_COMMIT_AND_WAIT = 2
+SYNC_COMMIT_AND_CONTINUE = 3
+
+
+class Dtype(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class Tensor(ctypes.Structure):
+    _fields_ = [
+        ("buffer", ctypes.c_void_p),
+        ("byte_offset", ctypes.c_uint64),
+        ("nbytes", ctypes.c_uint64),
+        ("numel", ctypes.c_int64),
+        ("device_type", ctypes.c_int32),
+        ("device_index", ctypes.c_int32),
+        ("dtype", Dtype),
+        ("ndim", ctypes.c_int32),
+        ("flags", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("shape", ctypes.c_int64 * MAX_NDIM),
+        ("strides", ctypes.c_int64 * MAX_NDIM),
+    ]
+
+
+Status = ctypes.c_int32
+# The resolve entries read Python objects: PYFUNCTYPE keeps the GIL held
+# across the call. The stream entries release it (CFUNCTYPE), so a
+# COMMIT_AND_WAIT does not block other Python threads.
+ResolveTensorFn = ctypes.PYFUNCTYPE(Status, ctypes.py_object, ctypes.c_uint32, ctypes.POINTER(Tensor))
+ResolveTensorsFn = ctypes.PYFUNCTYPE(
+    Status,
+    ctypes.POINTER(ctypes.py_object),
+    ctypes.c_size_t,
+    ctypes.POINTER(ctypes.c_uint32),
+    ctypes.POINTER(Tensor),
+    ctypes.POINTER(ctypes.c_size_t),
+)
+HandleFn = ctypes.CFUNCTYPE(Status, ctypes.POINTER(ctypes.c_void_p))
+VoidFn = ctypes.CFUNCTYPE(Status)
+SynchronizeFn = ctypes.CFUNCTYPE(Status, ctypes.c_int32)
+QueueCallback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+RunOnQueueFn = ctypes.CFUNCTYPE(Status, QueueCallback, ctypes.c_void_p)
+LastErrorFn = ctypes.CFUNCTYPE(ctypes.c_char_p)
+
+
+class APIv1(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("abi_version", ctypes.c_uint32),
+        ("tensor_struct_size", ctypes.c_uint32),
+        ("max_ndim", ctypes.c_uint32),
+        ("torch_version_major", ctypes.c_uint32),
+        ("torch_version_minor", ctypes.c_uint32),
+        ("torch_version_patch", ctypes.c_uint32),
+        ("capabilities", ctypes.c_uint32),
+        ("resolve_tensor", ResolveTensorFn),
+        ("resolve_tensors", ResolveTensorsFn),
+        ("current_stream", HandleFn),
+        ("command_buffer", HandleFn),
+        ("command_queue", HandleFn),
+        ("device", HandleFn),
+        ("dispatch_queue", HandleFn),
+        ("end_kernel_coalescing", VoidFn),
+        ("synchronize", SynchronizeFn),
+        ("run_on_stream_queue", RunOnQueueFn),
+        ("last_error", LastErrorFn),
+    ]

@@ -1,0 +1,141 @@
+"""A loaded bridge library and Python access to its C table (used by the
+diagnostics and the tests; kernel libraries call the table from C)."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import _abi
+from ._errors import BridgeCallError
+
+__all__ = ["TorchMPSBridge", "TensorDescriptor"]
+
+
+@dataclass(frozen=True)
+class TensorDescriptor:
+    """A kestrel_mps_tensor, copied into Python. `buffer` is the MTLBuffer
+    (MPS) or base data pointer (CPU, CUDA) as an integer, 0 for NULL."""
+
+    buffer: int
+    byte_offset: int
+    nbytes: int
+    numel: int
+    device_type: int
+    device_index: int
+    dtype: tuple[int, int, int]
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    flags: int
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def contiguous(self) -> bool:
+        return bool(self.flags & _abi.TENSOR_CONTIGUOUS)
+
+    @property
+    def writable(self) -> bool:
+        return bool(self.flags & _abi.TENSOR_WRITABLE)
+
+    @classmethod
+    def from_c(cls, t: _abi.Tensor) -> TensorDescriptor:
+        n = t.ndim
+        return cls(
+            buffer=t.buffer or 0,
+            byte_offset=t.byte_offset,
+            nbytes=t.nbytes,
+            numel=t.numel,
+            device_type=t.device_type,
+            device_index=t.device_index,
+            dtype=(t.dtype.code, t.dtype.bits, t.dtype.lanes),
+            shape=tuple(t.shape[:n]),
+            strides=tuple(t.strides[:n]),
+            flags=t.flags,
+        )
+
+
+def _access(writable: bool) -> int:
+    return _abi.ACCESS_WRITE if writable else _abi.ACCESS_READ
+
+
+@dataclass(frozen=True)
+class TorchMPSBridge:
+    """The loaded bridge: which file, built for which torch, and its table."""
+
+    path: Path
+    torch_version: str
+    built_for: tuple[int, int, int]
+    abi_version: int
+    capabilities: int
+    table_address: int
+    _table: Any  # ctypes pointer to _abi.APIv1; the library stays loaded
+
+    @property
+    def api(self) -> _abi.APIv1:
+        return self._table.contents
+
+    @property
+    def has_mps_stream(self) -> bool:
+        """Whether the library carries the Metal stream backend (macOS)."""
+        return bool(self.capabilities & _abi.CAP_MPS_STREAM)
+
+    def last_error(self) -> str:
+        return self.api.last_error().decode("utf-8", "replace")
+
+    def _check(self, status: int) -> None:
+        if status != _abi.OK:
+            name = _abi.STATUS_NAMES.get(status, f"status {status}")
+            raise BridgeCallError(status, name, self.last_error())
+
+    def resolve(self, tensor: object, *, writable: bool = False) -> TensorDescriptor:
+        out = _abi.Tensor()
+        self._check(self.api.resolve_tensor(tensor, _access(writable), ctypes.byref(out)))
+        return TensorDescriptor.from_c(out)
+
+    def resolve_many(
+        self, tensors: Sequence[object], writable: Sequence[bool] | None = None
+    ) -> list[TensorDescriptor]:
+        n = len(tensors)
+        objects = (ctypes.py_object * n)(*tensors)
+        access = None
+        if writable is not None:
+            if len(writable) != n:
+                raise ValueError("writable must have one entry per tensor")
+            access = (ctypes.c_uint32 * n)(*map(_access, writable))
+        out = (_abi.Tensor * n)()
+        failed = ctypes.c_size_t()
+        self._check(self.api.resolve_tensors(objects, n, access, out, ctypes.byref(failed)))
+        return [TensorDescriptor.from_c(t) for t in out]
+
+    def _handle(self, entry: str) -> int:
+        out = ctypes.c_void_p()
+        self._check(getattr(self.api, entry)(ctypes.byref(out)))
+        return out.value or 0
+
+    def current_stream(self) -> int:
+        return self._handle("current_stream")
+
+    def command_buffer(self) -> int:
+        return self._handle("command_buffer")
+
+    def command_queue(self) -> int:
+        return self._handle("command_queue")
+
+    def device(self) -> int:
+        return self._handle("device")
+
+    def dispatch_queue(self) -> int:
+        return self._handle("dispatch_queue")
+
+    def end_kernel_coalescing(self) -> None:
+        self._check(self.api.end_kernel_coalescing())
+
+    def synchronize(self, wait: bool = True) -> None:
+        kind = _abi.SYNC_COMMIT_AND_WAIT if wait else _abi.SYNC_COMMIT
+        self._check(self.api.synchronize(kind))

@@ -1,0 +1,149 @@
+"""Choosing and loading the bridge library for the running torch."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from . import _abi, _paths
+from ._bridge import TorchMPSBridge
+from ._errors import (
+    BridgeLoadError,
+    BridgeMismatchError,
+    UnsupportedTorchVersionError,
+)
+
+__all__ = ["load_torch_mps_bridge", "select_library", "open_library", "torch_minor"]
+
+_lock = threading.Lock()
+_bridge: TorchMPSBridge | None = None
+
+
+def torch_minor(torch_version: str) -> tuple[int, int]:
+    """(major, minor) of a torch version string; local labels (+cpu, +cu130,
+    +gitabc), pre-releases and dev builds share their release's library."""
+    try:
+        release = Version(torch_version).release
+    except InvalidVersion:
+        raise UnsupportedTorchVersionError(
+            f"kestrel-mps-torch-ext cannot parse the torch version {torch_version!r}"
+        ) from None
+    if len(release) < 2:
+        raise UnsupportedTorchVersionError(
+            f"kestrel-mps-torch-ext needs a major.minor torch version, got {torch_version!r}"
+        )
+    return release[0], release[1]
+
+
+def _format_minors(minors: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{a}.{b}" for a, b in minors) if minors else "none"
+
+
+def select_library(torch_version: str, directory: Path | None = None) -> Path:
+    """The bundled library for torch_version, or UnsupportedTorchVersionError
+    naming the version, the bundled minors, the missing file and the ways out.
+    Touches no native code: a pure function of the version and the files."""
+    directory = _paths.library_dir() if directory is None else directory
+    major, minor = torch_minor(torch_version)
+    name = _paths.library_name(major, minor)
+    path = directory / name
+    if path.is_file():
+        return path
+    bundled = _paths.bundled_minors(directory)
+    raise UnsupportedTorchVersionError(
+        f"kestrel-mps-torch-ext has no bridge library for the installed torch {torch_version}: "
+        f"{name} is not in {directory} (bundled torch minors: {_format_minors(bundled)}). "
+        f"Install a torch of a bundled minor, install a kestrel-mps-torch-ext wheel built for "
+        f"torch {major}.{minor}, or build it from source against the installed torch "
+        f"(pip install --no-build-isolation --no-binary kestrel-mps-torch-ext "
+        f"kestrel-mps-torch-ext)."
+    )
+
+
+def _dlclose(handle: int) -> None:
+    import _ctypes
+
+    _ctypes.dlclose(handle)  # type: ignore[attr-defined]
+
+
+def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
+    """Load path and check that its table fits torch_version and this package.
+
+    The library is first opened privately (RTLD_LOCAL); only once its table
+    says the right torch minor and ABI is it promoted to RTLD_GLOBAL, where a
+    consumer's dlsym() can see it. A refused library never becomes visible."""
+    expected = torch_minor(torch_version)
+    if not os.access(path, os.R_OK):
+        raise BridgeLoadError(
+            f"kestrel-mps-torch-ext cannot read its bridge library {path} "
+            f"(missing or unreadable); reinstall the package"
+        )
+    try:
+        private = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
+    except OSError as e:
+        raise BridgeLoadError(
+            f"kestrel-mps-torch-ext could not load {path} for torch {torch_version}: {e}. "
+            f"The file is corrupt, truncated or built for another platform; reinstall the "
+            f"package or build it from source against the installed torch."
+        ) from e
+    try:
+        api = _abi.APIv1.in_dll(private, _abi.API_SYMBOL)
+    except ValueError as e:
+        _dlclose(private._handle)
+        raise BridgeLoadError(
+            f"kestrel-mps-torch-ext: {path} exports no {_abi.API_SYMBOL}; it is not a bridge "
+            f"library. Reinstall the package."
+        ) from e
+    problem = None
+    if api.abi_version != _abi.ABI_VERSION or api.struct_size < ctypes.sizeof(_abi.APIv1):
+        problem = (
+            f"it has ABI version {api.abi_version} and a {api.struct_size}-byte table, this "
+            f"package needs ABI {_abi.ABI_VERSION} and at least {ctypes.sizeof(_abi.APIv1)} bytes"
+        )
+    elif (api.torch_version_major, api.torch_version_minor) != expected:
+        problem = (
+            f"it was built for torch {api.torch_version_major}.{api.torch_version_minor}."
+            f"{api.torch_version_patch}, but torch {torch_version} is running"
+        )
+    if problem is not None:
+        address = ctypes.addressof(api)
+        del api
+        _dlclose(private._handle)
+        raise BridgeMismatchError(
+            f"kestrel-mps-torch-ext refuses {path}: {problem} (table at {address:#x}). The file "
+            f"was renamed or misplaced; reinstall the package."
+        )
+    ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL | getattr(os, "RTLD_NOLOAD", 0))
+    return TorchMPSBridge(
+        path=path,
+        torch_version=torch_version,
+        built_for=(api.torch_version_major, api.torch_version_minor, api.torch_version_patch),
+        abi_version=api.abi_version,
+        capabilities=api.capabilities,
+        table_address=ctypes.addressof(api),
+        _table=ctypes.pointer(api),
+    )
+
+
+def load_torch_mps_bridge() -> TorchMPSBridge:
+    """Load the bridge library for the running torch with RTLD_GLOBAL, so that
+    kernel libraries find KestrelMPSTorchExtAPI_v1 with dlsym(). Imports torch.
+    Idempotent and thread-safe: later calls return the same bridge.
+
+    Raises UnsupportedTorchVersionError (no library for this torch minor,
+    before any native code of this package is loaded), BridgeLoadError or
+    BridgeMismatchError; all are ImportError subclasses."""
+    global _bridge
+    if _bridge is not None:
+        return _bridge
+    with _lock:
+        if _bridge is None:
+            import torch
+
+            version = str(torch.__version__)
+            _bridge = open_library(select_library(version), version)
+        return _bridge

@@ -1,0 +1,23 @@
+#include "barrier.h"
+
+#include <cstdarg>
+#include <cstdio>
+
+namespace kestrel_shim {
+namespace {
+// A fixed array, not std::string: setting an error never allocates and the
+// buffer needs no thread-exit destructor.
+thread_local char tls_message[1024];
+}  // namespace
+
+kestrel_mps_status fail(kestrel_mps_status status, const char* format, ...) noexcept {
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(tls_message, sizeof tls_message, format, args);
+  va_end(args);
+  return status;
+}
+
+const char* last_error() noexcept { return tls_message; }
+
+}  // namespace kestrel_shim

@@ -1,0 +1,206 @@
+#include "tensor.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include <Python.h>
+
+#include <ATen/core/Tensor.h>
+#include <torch/csrc/autograd/python_variable.h>
+
+#include "barrier.h"
+
+namespace kestrel_shim {
+namespace {
+
+bool dlpack_dtype(c10::ScalarType type, kestrel_mps_dtype* out) {
+  using c10::ScalarType;
+  uint8_t code;
+  uint8_t bits;
+  uint16_t lanes = 1;
+  switch (type) {
+    case ScalarType::Bool: code = KESTREL_MPS_DTYPE_BOOL; bits = 8; break;
+    case ScalarType::Byte: code = KESTREL_MPS_DTYPE_UINT; bits = 8; break;
+    case ScalarType::UInt16: code = KESTREL_MPS_DTYPE_UINT; bits = 16; break;
+    case ScalarType::UInt32: code = KESTREL_MPS_DTYPE_UINT; bits = 32; break;
+    case ScalarType::UInt64: code = KESTREL_MPS_DTYPE_UINT; bits = 64; break;
+    case ScalarType::Char: code = KESTREL_MPS_DTYPE_INT; bits = 8; break;
+    case ScalarType::Short: code = KESTREL_MPS_DTYPE_INT; bits = 16; break;
+    case ScalarType::Int: code = KESTREL_MPS_DTYPE_INT; bits = 32; break;
+    case ScalarType::Long: code = KESTREL_MPS_DTYPE_INT; bits = 64; break;
+    case ScalarType::Half: code = KESTREL_MPS_DTYPE_FLOAT; bits = 16; break;
+    case ScalarType::Float: code = KESTREL_MPS_DTYPE_FLOAT; bits = 32; break;
+    case ScalarType::Double: code = KESTREL_MPS_DTYPE_FLOAT; bits = 64; break;
+    case ScalarType::BFloat16: code = KESTREL_MPS_DTYPE_BFLOAT; bits = 16; break;
+    case ScalarType::ComplexHalf: code = KESTREL_MPS_DTYPE_COMPLEX; bits = 32; break;
+    case ScalarType::ComplexFloat: code = KESTREL_MPS_DTYPE_COMPLEX; bits = 64; break;
+    case ScalarType::ComplexDouble: code = KESTREL_MPS_DTYPE_COMPLEX; bits = 128; break;
+    case ScalarType::Float8_e5m2: code = KESTREL_MPS_DTYPE_FLOAT8_E5M2; bits = 8; break;
+    case ScalarType::Float8_e4m3fn: code = KESTREL_MPS_DTYPE_FLOAT8_E4M3FN; bits = 8; break;
+    case ScalarType::Float8_e5m2fnuz: code = KESTREL_MPS_DTYPE_FLOAT8_E5M2FNUZ; bits = 8; break;
+    case ScalarType::Float8_e4m3fnuz: code = KESTREL_MPS_DTYPE_FLOAT8_E4M3FNUZ; bits = 8; break;
+    case ScalarType::Float8_e8m0fnu: code = KESTREL_MPS_DTYPE_FLOAT8_E8M0FNU; bits = 8; break;
+    case ScalarType::Float4_e2m1fn_x2:
+      code = KESTREL_MPS_DTYPE_FLOAT4_E2M1FN; bits = 4; lanes = 2; break;
+    default:
+      return false;
+  }
+  out->code = code;
+  out->bits = bits;
+  out->lanes = lanes;
+  return true;
+}
+
+int32_t dlpack_device(c10::DeviceType type) {
+  switch (type) {
+    case c10::DeviceType::CPU: return KESTREL_MPS_DEVICE_CPU;
+    case c10::DeviceType::CUDA: return KESTREL_MPS_DEVICE_CUDA;
+    case c10::DeviceType::MPS: return KESTREL_MPS_DEVICE_METAL;
+    default: return 0;
+  }
+}
+
+// THPVariable_Check throws python_error and leaves the Python error set when
+// isinstance fails; this variant reports and clears it instead.
+kestrel_mps_status check_is_tensor(PyObject* obj) {
+  PyTypeObject* type = Py_TYPE(obj);
+  if (THPVariableClass == nullptr) {
+    return fail(KESTREL_MPS_ERROR_TORCH, "resolve: torch's Python module is not initialised");
+  }
+  if (type == reinterpret_cast<PyTypeObject*>(THPVariableClass) ||
+      type == reinterpret_cast<PyTypeObject*>(ParameterClass)) {
+    return KESTREL_MPS_OK;
+  }
+  const int is_tensor = PyObject_IsInstance(obj, THPVariableClass);
+  if (is_tensor == 1) return KESTREL_MPS_OK;
+  if (is_tensor < 0) {
+    PyErr_Clear();
+    return fail(KESTREL_MPS_ERROR_NOT_A_TENSOR,
+                "resolve: isinstance(object, torch.Tensor) raised for an object of type %s",
+                type->tp_name);
+  }
+  return fail(KESTREL_MPS_ERROR_NOT_A_TENSOR,
+              "resolve: expected a torch.Tensor, got an object of type %s", type->tp_name);
+}
+
+// Why a tensor has no plain strided storage a kernel could bind, or nullptr.
+const char* unsupported_reason(const c10::TensorImpl& impl) {
+  if (impl.layout() != c10::kStrided) return "its layout is not strided (sparse or mkldnn)";
+  if (impl.is_nested()) return "it is a nested tensor";
+  const c10::DispatchKeySet keys = impl.key_set();
+  if (keys.has(c10::DispatchKey::Python)) {
+    return "it is a __torch_dispatch__ subclass (a wrapper subclass or FakeTensor) "
+           "whose storage is not its data";
+  }
+  if (keys.has(c10::DispatchKey::Functionalize)) return "it is a functional tensor";
+  if (impl.is_quantized()) return "it is quantized";
+  if (!impl.has_storage()) return "it has no storage";
+  return nullptr;
+}
+
+kestrel_mps_status resolve_one(PyObject* obj, uint32_t access, kestrel_mps_tensor* out) {
+  if (access != KESTREL_MPS_ACCESS_READ && access != KESTREL_MPS_ACCESS_WRITE) {
+    return fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "resolve: unknown access value %u", access);
+  }
+  if (obj == nullptr) return fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "resolve: object is NULL");
+  const kestrel_mps_status is_tensor = check_is_tensor(obj);
+  if (is_tensor != KESTREL_MPS_OK) return is_tensor;
+
+  const at::Tensor& tensor = THPVariable_Unpack(obj);
+  if (!tensor.defined()) {
+    return fail(KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR, "resolve: the tensor is undefined");
+  }
+  const c10::TensorImpl& impl = *tensor.unsafeGetTensorImpl();
+  if (const char* reason = unsupported_reason(impl)) {
+    return fail(KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR, "resolve: unsupported tensor: %s", reason);
+  }
+  const c10::Device device = impl.device();
+  const int32_t device_type = dlpack_device(device.type());
+  if (device_type == 0) {
+    return fail(KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR,
+                "resolve: unsupported tensor: device '%s' has no bindable storage "
+                "(only cpu, cuda and mps are supported)",
+                c10::DeviceTypeName(device.type(), /*lower_case=*/true).c_str());
+  }
+  kestrel_mps_dtype dtype;
+  if (!dlpack_dtype(impl.dtype().toScalarType(), &dtype)) {
+    return fail(KESTREL_MPS_ERROR_UNSUPPORTED_DTYPE, "resolve: dtype %s has no DLPack encoding",
+                c10::toString(impl.dtype().toScalarType()));
+  }
+  const c10::IntArrayRef sizes = impl.sizes();
+  const c10::IntArrayRef strides = impl.strides();
+  const std::size_t ndim = sizes.size();
+  if (ndim > KESTREL_MPS_MAX_NDIM) {
+    return fail(KESTREL_MPS_ERROR_TOO_MANY_DIMS,
+                "resolve: the tensor has %zu dimensions, more than KESTREL_MPS_MAX_NDIM (%d)",
+                ndim, KESTREL_MPS_MAX_NDIM);
+  }
+
+  // The mutable accessor gives a copy-on-write storage its own memory first,
+  // so that a kernel's writes cannot reach the tensor's lazy-clone twins.
+  const c10::Storage& storage = impl.storage();
+  const void* data = access == KESTREL_MPS_ACCESS_WRITE ? storage.mutable_data() : storage.data();
+  const int64_t numel = impl.numel();
+  if (data == nullptr && numel != 0) {
+    return fail(KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR,
+                "resolve: unsupported tensor: its storage holds no memory");
+  }
+
+  const uint64_t itemsize = impl.dtype().itemsize();
+  uint64_t last = 0;  // offset in elements of the view's last element
+  for (std::size_t d = 0; d < ndim; ++d) {
+    out->shape[d] = sizes[d];
+    out->strides[d] = strides[d];
+    last += static_cast<uint64_t>(sizes[d] - 1) * static_cast<uint64_t>(strides[d]);
+  }
+  std::memset(out->shape + ndim, 0, (KESTREL_MPS_MAX_NDIM - ndim) * sizeof(int64_t));
+  std::memset(out->strides + ndim, 0, (KESTREL_MPS_MAX_NDIM - ndim) * sizeof(int64_t));
+
+  out->buffer = const_cast<void*>(data);
+  out->byte_offset = static_cast<uint64_t>(impl.storage_offset()) * itemsize;
+  out->nbytes = numel == 0 ? 0 : (last + 1) * itemsize;
+  out->numel = numel;
+  out->device_type = device_type;
+  out->device_index = device.has_index() ? device.index() : 0;
+  out->dtype = dtype;
+  out->ndim = static_cast<int32_t>(ndim);
+  out->flags = (impl.is_contiguous() ? KESTREL_MPS_TENSOR_CONTIGUOUS : 0u) |
+               (access == KESTREL_MPS_ACCESS_WRITE ? KESTREL_MPS_TENSOR_WRITABLE : 0u);
+  out->reserved = 0;
+  return KESTREL_MPS_OK;
+}
+
+}  // namespace
+
+kestrel_mps_status resolve_tensor(void* py_tensor, uint32_t access,
+                                  kestrel_mps_tensor* out) noexcept {
+  const kestrel_mps_status status = guarded("resolve_tensor", [&] {
+    return resolve_one(static_cast<PyObject*>(py_tensor), access, out);
+  });
+  if (status != KESTREL_MPS_OK) std::memset(out, 0, sizeof *out);
+  return status;
+}
+
+kestrel_mps_status resolve_tensors(void* const* py_tensors, std::size_t count,
+                                   const uint32_t* access, kestrel_mps_tensor* out,
+                                   std::size_t* failed_index) noexcept {
+  std::size_t i = 0;
+  kestrel_mps_status status = KESTREL_MPS_OK;
+  for (; i < count; ++i) {
+    status = guarded("resolve_tensors", [&] {
+      return resolve_one(static_cast<PyObject*>(py_tensors[i]),
+                         access != nullptr ? access[i] : KESTREL_MPS_ACCESS_READ, out + i);
+    });
+    if (status != KESTREL_MPS_OK) {
+      std::memset(out + i, 0, (count - i) * sizeof *out);
+      char reason[512];
+      std::snprintf(reason, sizeof reason, "%s", last_error());
+      fail(status, "resolve_tensors: tensor %zu of %zu: %s", i, count, reason);
+      break;
+    }
+  }
+  if (failed_index != nullptr) *failed_index = i;
+  return status;
+}
+
+}  // namespace kestrel_shim
