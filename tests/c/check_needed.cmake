@@ -1,0 +1,13 @@
+# ctest: the consumer must not depend on torch or on the bridge library.
+execute_process(COMMAND readelf -d "${BINARY}" OUTPUT_VARIABLE dyn RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "readelf failed on ${BINARY}")
+endif()
+string(REGEX MATCHALL "\\(NEEDED\\)[^\n]*" needed "${dyn}")
+message(STATUS "NEEDED: ${needed}")
+if(needed MATCHES "torch|c10|kestrel")
+  message(FATAL_ERROR "${BINARY} links torch or the bridge: ${needed}")
+endif()
+if(NOT needed MATCHES "python")
+  message(FATAL_ERROR "expected only libpython among the consumer's torch-free dependencies: ${needed}")
+endif()

@@ -1,0 +1,128 @@
+// A consumer that knows only kestrel_mps_api.h: linked to neither torch nor
+// the bridge (ctest's consumer_links_no_torch checks its NEEDED entries). It
+// embeds Python to obtain real torch.Tensor objects, lets Python load the
+// bridge, then finds the table with dlsym() and resolves the tensors.
+#include <Python.h>
+
+#include <cstdint>
+#include <string>
+
+#include "catch_compat.hpp"
+#include "kestrel_mps_api.h"
+
+namespace {
+
+PyObject* g_main = nullptr;  // __main__'s dict
+
+void run(const char* code) {
+  PyObject* r = PyRun_String(code, Py_file_input, g_main, g_main);
+  if (r == nullptr) PyErr_Print();
+  REQUIRE(r != nullptr);
+  Py_DECREF(r);
+}
+
+PyObject* object(const char* name) {
+  PyObject* o = PyDict_GetItemString(g_main, name);  // borrowed
+  REQUIRE(o != nullptr);
+  return o;
+}
+
+int64_t eval_int(const char* expr) {
+  PyObject* r = PyRun_String(expr, Py_eval_input, g_main, g_main);
+  if (r == nullptr) PyErr_Print();
+  REQUIRE(r != nullptr);
+  const long long v = PyLong_AsLongLong(r);
+  Py_DECREF(r);
+  return v;
+}
+
+const KestrelMPSTorchExtAPIv1* api() {
+  const char* why = nullptr;
+  const KestrelMPSTorchExtAPIv1* a = kestrel_mps_find_api(&why);
+  INFO(why);
+  REQUIRE(a != nullptr);
+  return a;
+}
+
+}  // namespace
+
+// Declared first, so it runs first: nothing has loaded the bridge yet.
+TEST_CASE("the helper reports a bridge that is not loaded yet") {
+  run("import torch");
+  const char* why = nullptr;
+  CHECK(kestrel_mps_find_api(&why) == nullptr);
+  CHECK(std::string(why).find("load_torch_mps_bridge") != std::string::npos);
+}
+
+TEST_CASE("after Python loads the bridge, dlsym finds a table for this torch") {
+  run("import kestrel_mps_torch_ext\nbridge = kestrel_mps_torch_ext.load_torch_mps_bridge()");
+  const KestrelMPSTorchExtAPIv1* a = api();
+  CHECK(a->abi_version == KESTREL_MPS_ABI_VERSION);
+  CHECK(a->struct_size == sizeof(KestrelMPSTorchExtAPIv1));
+  CHECK(int64_t(a->torch_version_major) == eval_int("int(torch.__version__.split('.')[0])"));
+  CHECK(int64_t(a->torch_version_minor) == eval_int("int(torch.__version__.split('.')[1])"));
+  CHECK(reinterpret_cast<std::uintptr_t>(a) == uint64_t(eval_int("bridge.table_address")));
+}
+
+TEST_CASE("resolves a strided view of a real tensor") {
+  run("base = torch.arange(120, dtype=torch.float64).reshape(4, 5, 6)\n"
+      "v = base.transpose(0, 2)[1:, ::2]");
+  kestrel_mps_tensor d;
+  REQUIRE(api()->resolve_tensor(object("v"), KESTREL_MPS_ACCESS_READ, &d) == KESTREL_MPS_OK);
+  CHECK(reinterpret_cast<std::uintptr_t>(d.buffer) ==
+        uint64_t(eval_int("v.untyped_storage().data_ptr()")));
+  CHECK(int64_t(d.byte_offset) == eval_int("v.storage_offset() * v.element_size()"));
+  CHECK(d.ndim == 3);
+  CHECK(d.shape[0] == eval_int("v.shape[0]"));
+  CHECK(d.shape[1] == eval_int("v.shape[1]"));
+  CHECK(d.shape[2] == eval_int("v.shape[2]"));
+  CHECK(d.strides[0] == eval_int("v.stride(0)"));
+  CHECK(d.strides[1] == eval_int("v.stride(1)"));
+  CHECK(d.strides[2] == eval_int("v.stride(2)"));
+  CHECK(d.shape[3] == 0);
+  CHECK(d.numel == eval_int("v.numel()"));
+  CHECK(d.dtype.code == KESTREL_MPS_DTYPE_FLOAT);
+  CHECK(d.dtype.bits == 64);
+  CHECK(d.dtype.lanes == 1);
+  CHECK(d.device_type == KESTREL_MPS_DEVICE_CPU);
+  CHECK((d.flags & KESTREL_MPS_TENSOR_CONTIGUOUS) == 0);
+  // The element at v[i][j][k] lies at buffer + byte_offset + 8 * sum(idx * stride).
+  const double* first = reinterpret_cast<const double*>(
+      static_cast<const char*>(d.buffer) + d.byte_offset);
+  CHECK(first[2 * d.strides[0] + 1 * d.strides[1] + 3 * d.strides[2]] ==
+        double(eval_int("int(v[2, 1, 3])")));
+}
+
+TEST_CASE("batch resolution stops at the bad element and says which") {
+  run("batch = [base, 42, v]");
+  PyObject* items[3] = {PyList_GetItem(object("batch"), 0), PyList_GetItem(object("batch"), 1),
+                        PyList_GetItem(object("batch"), 2)};
+  void* objs[3] = {items[0], items[1], items[2]};
+  kestrel_mps_tensor out[3];
+  size_t failed = 99;
+  CHECK(api()->resolve_tensors(objs, 3, nullptr, out, &failed) == KESTREL_MPS_ERROR_NOT_A_TENSOR);
+  CHECK(failed == 1);
+  CHECK(out[0].numel == 120);
+  CHECK(out[1].buffer == nullptr);
+  CHECK(out[2].ndim == 0);
+  CHECK(std::string(api()->last_error()).find("tensor 1 of 3") != std::string::npos);
+}
+
+TEST_CASE("resolve refuses a caller without the GIL instead of racing") {
+  PyObject* v = object("v");
+  kestrel_mps_tensor d;
+  PyThreadState* saved = PyEval_SaveThread();
+  const kestrel_mps_status s = api()->resolve_tensor(v, KESTREL_MPS_ACCESS_READ, &d);
+  PyEval_RestoreThread(saved);
+  CHECK(s == KESTREL_MPS_ERROR_GIL_NOT_HELD);
+  CHECK(std::string(api()->last_error()).find("GIL") != std::string::npos);
+}
+
+int main(int argc, char** argv) {
+  Py_Initialize();
+  g_main = PyModule_GetDict(PyImport_AddModule("__main__"));
+  const int rc = Catch::Session().run(argc, argv);
+  // No Py_Finalize: torch's teardown order at interpreter exit is not ours
+  // to test, and the process ends here anyway.
+  return rc;
+}

@@ -1,0 +1,38 @@
+// kestrel_mps_find_api() against a table this executable exports itself, the
+// way the bridge library exports its own: both the RTLD_DEFAULT branch (C++)
+// and the dlopen(NULL) branch (C11, find_from_c.c) must find it.
+#include <cstring>
+#include <string>
+
+#include "catch_compat.hpp"
+#include "kestrel_mps_api.h"
+
+extern "C" {
+const KestrelMPSTorchExtAPIv1* find_from_c(const char** why);
+
+__attribute__((visibility("default"))) extern const KestrelMPSTorchExtAPIv1
+    KestrelMPSTorchExtAPI_v1;
+const KestrelMPSTorchExtAPIv1 KestrelMPSTorchExtAPI_v1 = {
+    sizeof(KestrelMPSTorchExtAPIv1), KESTREL_MPS_ABI_VERSION, sizeof(kestrel_mps_tensor),
+    KESTREL_MPS_MAX_NDIM, 2, 99, 7, 0,
+    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+    nullptr, nullptr};
+}
+
+TEST_CASE("find_api finds the exported table through RTLD_DEFAULT") {
+#ifndef RTLD_DEFAULT
+  FAIL("C++ on glibc and macOS defines RTLD_DEFAULT");
+#endif
+  const char* why = nullptr;
+  const KestrelMPSTorchExtAPIv1* api = kestrel_mps_find_api(&why);
+  REQUIRE(api == &KestrelMPSTorchExtAPI_v1);
+  CHECK(api->torch_version_minor == 99);
+  CHECK(std::string(why).empty());
+}
+
+TEST_CASE("find_api finds it through dlopen(NULL) from strict C11") {
+  const char* why = nullptr;
+  CHECK(find_from_c(&why) == &KestrelMPSTorchExtAPI_v1);
+}
+
+int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }

@@ -1,0 +1,36 @@
+# Sourced by demo.sh and test.sh: installs what a fresh machine lacks.
+# KESTREL_TORCH_SPEC picks the torch to build against when none is installed.
+set -euo pipefail
+PY=${PYTHON:-python3}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${KESTREL_BUILD_DIR:-$ROOT/build}
+
+need_apt=()
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v ninja >/dev/null || need_apt+=(ninja-build)
+command -v g++ >/dev/null || need_apt+=(g++)
+if [[ ${KESTREL_WITH_TESTS:-0} == 1 ]]; then
+  [[ -f /usr/include/catch2/catch.hpp || -f /usr/include/catch2/catch_test_macros.hpp ]] || need_apt+=(catch2)
+  command -v clang >/dev/null || need_apt+=(clang)
+fi
+if ((${#need_apt[@]})); then
+  echo "== apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  echo "== pip install ${KESTREL_TORCH_SPEC:-torch==2.13.0}"
+  "$PY" -m pip install -q "${KESTREL_TORCH_SPEC:-torch==2.13.0}"
+fi
+pip_pkgs=("scikit-build-core>=0.10" "packaging>=21" cmake ninja)
+[[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest hypothesis numpy)
+"$PY" -m pip install -q "${pip_pkgs[@]}"
+
+# Builds the wheel for the installed torch and installs it.
+build_and_install_wheel() {
+  rm -rf "$BUILD/dist"
+  echo "== building the wheel for torch $("$PY" -c 'import torch; print(torch.__version__)')"
+  "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$BUILD/dist" "$ROOT"
+  "$PY" -m pip install -q --no-deps --force-reinstall "$BUILD"/dist/kestrel_mps_torch_ext-*.whl
+}
