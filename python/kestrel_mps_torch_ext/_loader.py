@@ -10,6 +10,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 
 from . import _abi, _paths
+from ._binary import BinaryCheckError, check_shared_library
 from ._bridge import TorchMPSBridge
 from ._errors import (
     BridgeLoadError,
@@ -83,8 +84,9 @@ def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
             f"(missing or unreadable); reinstall the package"
         )
     try:
+        check_shared_library(path)
         private = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL)
-    except OSError as e:
+    except (OSError, BinaryCheckError) as e:
         raise BridgeLoadError(
             f"kestrel-mps-torch-ext could not load {path} for torch {torch_version}: {e}. "
             f"The file is corrupt, truncated or built for another platform; reinstall the "

@@ -1,0 +1,213 @@
+"""Bad input gets a status and a message, never a crash."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+import kestrel_mps_torch_ext as kmte
+import kestrel_mps_torch_ext._abi as abi
+
+NOT_A_TENSOR = "KESTREL_MPS_ERROR_NOT_A_TENSOR"
+UNSUPPORTED = "KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR"
+
+
+def failure(bridge, obj, **kw) -> kmte.BridgeCallError:
+    with pytest.raises(kmte.BridgeCallError) as info:
+        bridge.resolve(obj, **kw)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    "obj, type_name",
+    [(None, "NoneType"), (3, "int"), ([1.0, 2.0], "list"), ("tensor", "str"), (torch.float32, "torch.dtype")],
+)
+def test_non_tensors(bridge, obj, type_name):
+    e = failure(bridge, obj)
+    assert e.status_name == NOT_A_TENSOR
+    assert type_name in e.message
+
+
+def test_numpy_array_is_not_a_tensor(bridge):
+    np = pytest.importorskip("numpy", reason="numpy is installed by the test setup")
+    e = failure(bridge, np.zeros(3))
+    assert e.status_name == NOT_A_TENSOR and "numpy.ndarray" in e.message
+
+
+def raw_resolve(bridge):
+    """resolve_tensor with the object passed as a plain pointer, as C does."""
+    fn = ctypes.PYFUNCTYPE(abi.Status, ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(abi.Tensor))
+    return fn(ctypes.cast(bridge.api.resolve_tensor, ctypes.c_void_p).value)
+
+
+def test_object_whose_isinstance_check_raises(bridge):
+    class Weird:
+        @property
+        def __class__(self):
+            raise RuntimeError("no class for you")
+
+    weird = Weird()
+    out = abi.Tensor()
+    assert raw_resolve(bridge)(id(weird), 0, ctypes.byref(out)) == 2
+    assert "isinstance" in bridge.last_error() and "Weird" in bridge.last_error()
+    # The Python error raised inside isinstance() was cleared, not leaked.
+    assert bridge.resolve(torch.zeros(1)).numel == 1
+
+
+def sparse_coo():
+    return torch.eye(3).to_sparse()
+
+
+def sparse_csr():
+    return torch.eye(3).to_sparse_csr()
+
+
+def nested():
+    return torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
+
+
+def quantized():
+    return torch.quantize_per_tensor(torch.randn(4), 0.1, 0, torch.qint8)
+
+
+def meta():
+    return torch.empty(3, 4, device="meta")
+
+
+def functional():
+    return torch._to_functional_tensor(torch.zeros(3))
+
+
+def fake():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        return torch.zeros(3)
+
+
+def wrapper_subclass():
+    class Wrapper(torch.Tensor):
+        @staticmethod
+        def __new__(cls, inner):
+            return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype)
+
+        @classmethod
+        def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+            raise NotImplementedError
+
+    return Wrapper(torch.zeros(2, 2))
+
+
+@pytest.mark.parametrize(
+    "factory, status, words",
+    [
+        (sparse_coo, UNSUPPORTED, "layout"),
+        (sparse_csr, UNSUPPORTED, "layout"),
+        (nested, UNSUPPORTED, "nested"),
+        (quantized, UNSUPPORTED, "quantized"),
+        (meta, UNSUPPORTED, "meta"),
+        (functional, UNSUPPORTED, "functional"),
+        (fake, UNSUPPORTED, "__torch_dispatch__"),
+        (wrapper_subclass, UNSUPPORTED, "__torch_dispatch__"),
+    ],
+    ids=lambda x: getattr(x, "__name__", None),
+)
+def test_tensors_without_bindable_storage(bridge, factory, status, words):
+    e = failure(bridge, factory())
+    assert e.status_name == status
+    assert words in e.message
+
+
+def test_too_many_dims(bridge):
+    t = torch.zeros((1,) * 17)
+    e = failure(bridge, t)
+    assert e.status_name == "KESTREL_MPS_ERROR_TOO_MANY_DIMS"
+    assert "17" in e.message and "16" in e.message
+
+
+def test_sub_byte_dtype_is_refused_with_its_name(bridge):
+    t = torch.zeros(4, dtype=torch.uint8).view(torch.bits8)
+    e = failure(bridge, t)
+    assert e.status_name == "KESTREL_MPS_ERROR_UNSUPPORTED_DTYPE"
+    assert "Bits8" in e.message
+
+
+def test_unknown_access_value(bridge):
+    out = abi.Tensor()
+    assert bridge.api.resolve_tensor(torch.zeros(1), 7, ctypes.byref(out)) == 1
+    assert "access" in bridge.last_error()
+
+
+def test_null_out_pointers(bridge):
+    assert bridge.api.resolve_tensor(torch.zeros(1), 0, None) == 1
+    assert "out is NULL" in bridge.last_error()
+    objs = (ctypes.py_object * 1)(torch.zeros(1))
+    assert bridge.api.resolve_tensors(objs, 1, None, None, None) == 1
+    assert bridge.api.resolve_tensors(None, 1, None, (abi.Tensor * 1)(), None) == 1
+    for entry in ("current_stream", "command_buffer", "command_queue", "device", "dispatch_queue"):
+        assert getattr(bridge.api, entry)(None) == 1, entry
+        assert "out is NULL" in bridge.last_error()
+    assert bridge.api.run_on_stream_queue(abi.QueueCallback(), None) == 1
+    assert "fn is NULL" in bridge.last_error()
+
+
+def test_null_object_pointer(bridge):
+    resolve = raw_resolve(bridge)
+    out = abi.Tensor()
+    out.ndim = 5
+    assert resolve(None, 0, ctypes.byref(out)) == 1
+    assert "object is NULL" in bridge.last_error()
+    assert out.ndim == 0  # zero-filled on failure
+
+
+def test_count_zero_batch_is_ok_even_with_null_arrays(bridge):
+    failed = ctypes.c_size_t(5)
+    assert bridge.api.resolve_tensors(None, 0, None, None, ctypes.byref(failed)) == 0
+    assert failed.value == 0
+
+
+def test_batch_with_one_bad_element(bridge):
+    good = torch.arange(6.0).reshape(2, 3)
+    objs = (ctypes.py_object * 3)(good, "bad", good)
+    out = (abi.Tensor * 3)()
+    out[2].ndim = 9
+    failed = ctypes.c_size_t(99)
+    status = bridge.api.resolve_tensors(objs, 3, None, out, ctypes.byref(failed))
+    assert status == 2 and failed.value == 1
+    assert out[0].numel == 6
+    assert out[1].ndim == 0 and out[2].ndim == 0  # the rest is zero-filled
+    assert "tensor 1 of 3" in bridge.last_error() and "str" in bridge.last_error()
+
+
+def test_resolve_without_the_gil_is_refused(bridge):
+    # CFUNCTYPE releases the GIL around the call, as a careless C caller would.
+    fn = ctypes.CFUNCTYPE(abi.Status, ctypes.py_object, ctypes.c_uint32, ctypes.POINTER(abi.Tensor))
+    resolve = fn(ctypes.cast(bridge.api.resolve_tensor, ctypes.c_void_p).value)
+    out = abi.Tensor()
+    status = resolve(torch.zeros(2), 0, ctypes.byref(out))
+    assert abi.STATUS_NAMES[status] == "KESTREL_MPS_ERROR_GIL_NOT_HELD"
+    assert "GIL" in bridge.last_error()
+
+
+def test_last_error_is_thread_local(bridge):
+    import threading
+
+    failure(bridge, None)  # sets this thread's message
+    mine = bridge.last_error()
+    seen = []
+
+    def other():
+        seen.append(bridge.last_error())
+        try:
+            bridge.resolve(1.5)
+        except kmte.BridgeCallError:
+            seen.append(bridge.last_error())
+
+    th = threading.Thread(target=other)
+    th.start()
+    th.join()
+    assert seen[0] == ""  # a fresh thread has no message yet
+    assert "float" in seen[1]
+    assert bridge.last_error() == mine  # untouched by the other thread

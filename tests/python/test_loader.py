@@ -1,0 +1,201 @@
+"""Selection, refusal and loading of the per-minor library. Selection is
+driven through its seam (the torch version string), against the real files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import kestrel_mps_torch_ext as kmte
+from kestrel_mps_torch_ext import _loader, _paths
+
+RUNNING = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
+LIB = _paths.library_dir() / _paths.library_name(*RUNNING)
+
+
+@pytest.mark.parametrize(
+    "version, minor",
+    [
+        ("2.13.0+cpu", (2, 13)),
+        ("2.14.0a0+gitabc1234", (2, 14)),
+        ("2.15.0.dev20261001", (2, 15)),
+        ("2.12.0rc3", (2, 12)),
+        ("2.12.1", (2, 12)),
+        ("2.11.0+cu130", (2, 11)),
+        ("2.9.1", (2, 9)),
+    ],
+)
+def test_version_parsing(version, minor):
+    assert _loader.torch_minor(version) == minor
+
+
+@pytest.mark.parametrize("version", ["not-a-version", "", "2"])
+def test_unparseable_versions_are_refused(version):
+    with pytest.raises(kmte.UnsupportedTorchVersionError, match="torch version"):
+        _loader.torch_minor(version)
+
+
+def test_patch_releases_and_local_labels_share_one_library():
+    v = f"{RUNNING[0]}.{RUNNING[1]}"
+    paths = {_loader.select_library(s) for s in (f"{v}.0", f"{v}.1+cpu", f"{v}.0rc2", f"{v}.0a0+git1")}
+    assert paths == {LIB}
+
+
+def test_unbundled_minor_names_version_bundled_minors_file_and_remedy():
+    with pytest.raises(kmte.UnsupportedTorchVersionError) as info:
+        _loader.select_library("2.8.1+cu126")
+    msg = str(info.value)
+    assert isinstance(info.value, ImportError)
+    assert "2.8.1+cu126" in msg
+    assert _paths.library_name(2, 8) in msg
+    assert f"{RUNNING[0]}.{RUNNING[1]}" in msg  # a bundled minor
+    assert "build it from source" in msg and "another" not in msg.split("Install")[0]
+
+
+def test_supported_minors_are_the_files_present(tmp_path):
+    assert kmte.supported_torch_minors() == [f"{a}.{b}" for a, b in _paths.bundled_minors()]
+    assert f"{RUNNING[0]}.{RUNNING[1]}" in kmte.supported_torch_minors()
+    for name in (_paths.library_name(2, 9), _paths.library_name(2, 15), "libother.so", "README"):
+        (tmp_path / name).write_bytes(b"")
+    assert _paths.bundled_minors(tmp_path) == [(2, 9), (2, 15)]
+    assert _paths.bundled_minors(tmp_path / "missing") == []
+
+
+def test_missing_package_directory_is_an_unsupported_version_error(tmp_path):
+    with pytest.raises(kmte.UnsupportedTorchVersionError, match="bundled torch minors: none"):
+        _loader.select_library(torch.__version__, tmp_path / "gone")
+
+
+def test_library_of_another_minor_is_refused_by_its_table(bridge):
+    other = f"{RUNNING[0]}.{RUNNING[1] - 1}.0"
+    with pytest.raises(kmte.BridgeMismatchError) as info:
+        _loader.open_library(LIB, other)
+    msg = str(info.value)
+    assert f"built for torch {RUNNING[0]}.{RUNNING[1]}" in msg and other in msg
+    assert isinstance(info.value, ImportError)
+
+
+REFUSED_STAYS_INVISIBLE = r"""
+import ctypes, sys, torch
+from kestrel_mps_torch_ext import _loader, BridgeMismatchError
+try:
+    _loader.open_library(_loader.select_library(torch.__version__), "2.1.0")
+except BridgeMismatchError:
+    pass
+else:
+    sys.exit("not refused")
+try:
+    ctypes.CDLL(None).KestrelMPSTorchExtAPI_v1
+except AttributeError:
+    print("invisible")
+"""
+
+
+def test_a_refused_library_never_becomes_globally_visible():
+    out = subprocess.run([sys.executable, "-c", REFUSED_STAYS_INVISIBLE], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "invisible"
+
+
+def planted(tmp_path: Path, content: bytes | None = None, source: Path | None = None) -> Path:
+    target = tmp_path / LIB.name
+    if source is not None:
+        shutil.copyfile(source, target)
+    else:
+        target.write_bytes(content or b"")
+    return _loader.select_library(torch.__version__, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kind", ["garbage", "empty", "truncated", "not_a_bridge"]
+)
+def test_corrupt_libraries_raise_bridge_load_error_not_oserror(tmp_path, kind):
+    if kind == "garbage":
+        path = planted(tmp_path, b"\x7fELF this is not a library" * 100)
+    elif kind == "empty":
+        path = planted(tmp_path, b"")
+    elif kind == "truncated":
+        path = planted(tmp_path, LIB.read_bytes()[:4096])
+    else:  # a real, self-contained shared library without our symbol
+        libm = subprocess.run(["sh", "-c", "ldconfig -p | awk '/libm[.]so[.]6 /{print $NF; exit}'"],
+                              capture_output=True, text=True).stdout.strip()
+        assert libm, "libm is part of every glibc"
+        path = planted(tmp_path, source=Path(libm))
+    with pytest.raises(kmte.BridgeLoadError) as info:
+        _loader.open_library(path, torch.__version__)
+    assert str(path) in str(info.value)
+    assert "reinstall" in str(info.value).lower()
+
+
+def test_a_directory_in_the_librarys_place(tmp_path):
+    (tmp_path / LIB.name).mkdir()
+    with pytest.raises(kmte.UnsupportedTorchVersionError):
+        _loader.select_library(torch.__version__, tmp_path)
+    with pytest.raises(kmte.BridgeLoadError):
+        _loader.open_library(tmp_path / LIB.name, torch.__version__)
+
+
+def test_load_is_idempotent_and_thread_safe(bridge):
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(kmte.load_torch_mps_bridge())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and all(r is bridge for r in results)
+    assert bridge.path == LIB
+    assert bridge.built_for[:2] == RUNNING
+
+
+CONCURRENT_FIRST_LOAD = r"""
+import threading, torch, kestrel_mps_torch_ext as k
+from kestrel_mps_torch_ext import _loader
+opened = []
+real = _loader.open_library
+def counting(*a):
+    opened.append(1)
+    return real(*a)
+_loader.open_library = counting
+barrier = threading.Barrier(8)
+out = []
+def go():
+    barrier.wait()
+    out.append(k.load_torch_mps_bridge())
+ts = [threading.Thread(target=go) for _ in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(len(opened), len({id(b) for b in out}), len(out))
+"""
+
+
+def test_eight_threads_racing_the_first_load_load_once():
+    out = subprocess.run([sys.executable, "-c", CONCURRENT_FIRST_LOAD], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "8"]
+
+
+def test_import_loads_nothing_and_does_not_import_torch():
+    code = "import sys, kestrel_mps_torch_ext; print('torch' in sys.modules, kestrel_mps_torch_ext._loader._bridge)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "None"], out.stderr
+
+
+def test_unsupported_torch_fails_before_any_native_code_is_loaded(tmp_path):
+    # Point the package at an empty library directory: load must fail in
+    # select_library, before dlopen, and say so as an ImportError.
+    code = (
+        "import kestrel_mps_torch_ext as k, kestrel_mps_torch_ext._paths as p, pathlib, os\n"
+        f"p.library_dir = lambda: pathlib.Path({str(tmp_path)!r})\n"
+        "try:\n    k.load_torch_mps_bridge()\n"
+        "except ImportError as e:\n    print(type(e).__name__)\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print('kestrel_mps_torch_ext_torch' in maps)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["UnsupportedTorchVersionError", "False"], out.stderr

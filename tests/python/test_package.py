@@ -1,0 +1,146 @@
+"""What the installed package promises: one exported symbol, the header and
+CMake package, diagnostics, typing, and a Python mirror true to the header."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kestrel_mps_torch_ext as kmte
+import kestrel_mps_torch_ext._abi as abi
+
+HEADER = Path(kmte.get_include()) / "kestrel_mps_api.h"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="nm -D is the ELF form; macOS uses the exports list")
+def test_the_library_exports_exactly_one_symbol(bridge):
+    out = subprocess.run(["nm", "-D", "--defined-only", str(bridge.path)], capture_output=True, text=True, check=True)
+    names = [line.split()[-1] for line in out.stdout.splitlines() if line.strip()]
+    assert names == ["KestrelMPSTorchExtAPI_v1"]
+
+
+def test_table_sizes_match_the_python_mirror(bridge):
+    api = bridge.api
+    assert api.struct_size == ctypes.sizeof(abi.APIv1)
+    assert api.tensor_struct_size == ctypes.sizeof(abi.Tensor) == 312
+    assert api.max_ndim == abi.MAX_NDIM
+    assert api.abi_version == abi.ABI_VERSION
+
+
+def header_defines() -> dict[str, int]:
+    text = HEADER.read_text()
+    found = {m[1]: int(m[2]) for m in re.finditer(r"#define (KESTREL_MPS_\w+) (-?\d+)u?\b", text)}
+    found.update({m[1]: int(m[2]) for m in re.finditer(r"\b(KESTREL_MPS_(?:OK|ERROR_\w+)) = (\d+)", text)})
+    return found
+
+
+def test_python_constants_equal_the_headers():
+    h = header_defines()
+    assert h["KESTREL_MPS_ABI_VERSION"] == abi.ABI_VERSION
+    assert h["KESTREL_MPS_MAX_NDIM"] == abi.MAX_NDIM
+    assert {v: k for k, v in abi.STATUS_NAMES.items()} == {
+        k: v for k, v in h.items() if k == "KESTREL_MPS_OK" or k.startswith("KESTREL_MPS_ERROR_")
+    }
+    for name in ("ACCESS_READ", "ACCESS_WRITE", "TENSOR_CONTIGUOUS", "TENSOR_WRITABLE", "CAP_MPS_STREAM",
+                 "SYNC_COMMIT", "SYNC_COMMIT_AND_WAIT", "SYNC_COMMIT_AND_CONTINUE"):
+        assert h["KESTREL_MPS_" + name] == getattr(abi, name), name
+    assert f'"{abi.API_SYMBOL}"' in HEADER.read_text()
+
+
+def test_header_and_cmake_package_are_installed():
+    assert HEADER.is_file()
+    cmake = Path(kmte.cmake_dir())
+    assert (cmake / "KestrelMPSTorchExtConfig.cmake").is_file()
+    assert (cmake / "KestrelMPSTorchExtConfigVersion.cmake").is_file()
+    assert (Path(kmte.__file__).parent / "py.typed").is_file()
+
+
+def test_cmake_consumer_finds_the_package_and_gets_the_include_dir(tmp_path):
+    if shutil.which("cmake") is None:
+        pytest.fail("cmake is installed by the test setup")
+    (tmp_path / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.21)\nproject(probe LANGUAGES NONE)\n"
+        "find_package(KestrelMPSTorchExt 0.1 REQUIRED CONFIG)\n"
+        "get_target_property(inc KestrelMPSTorchExt::headers INTERFACE_INCLUDE_DIRECTORIES)\n"
+        'message(STATUS "INC=${inc} ABI=${KestrelMPSTorchExt_ABI_VERSION}")\n'
+    )
+    out = subprocess.run(
+        ["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "b"), f"-DKestrelMPSTorchExt_DIR={kmte.cmake_dir()}"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    inc = re.search(r"INC=(\S+) ABI=(\d+)", out.stdout)
+    assert inc and Path(inc[1]).resolve() == Path(kmte.get_include()).resolve()
+    assert int(inc[2]) == abi.ABI_VERSION
+
+
+def test_packaging_is_a_declared_dependency():
+    reqs = importlib.metadata.requires("kestrel-mps-torch-ext") or []
+    assert any(r.startswith("packaging") for r in reqs)
+    assert importlib.metadata.metadata("kestrel-mps-torch-ext")["Requires-Python"] == "<3.15,>=3.10"
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kestrel_mps_torch_ext", *args], capture_output=True, text=True)
+
+
+def test_cli_paths():
+    assert run_module("--include").stdout.strip() == kmte.get_include()
+    assert run_module("--cmake-dir").stdout.strip() == kmte.cmake_dir()
+
+
+def test_cli_diagnostic_report_resolves_a_sample(bridge):
+    out = run_module("--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["library"] == str(bridge.path)
+    assert info["abi_version"] == 1
+    assert info["bundled_torch_minors"] == kmte.supported_torch_minors()
+    sample = info["sample_tensor"]
+    assert sample["shape"] == [2, 2, 2] and sample["strides"] == [12, 4, 2]
+    assert sample["byte_offset"] == 16  # [:, 1:] skips one row of 4 floats
+    text = run_module()
+    assert text.returncode == 0 and "built_for_torch" in text.stdout
+
+
+def test_cli_reports_an_unsupported_torch_and_exits_nonzero(tmp_path):
+    code = (
+        "import sys, pathlib, kestrel_mps_torch_ext._paths as p\n"
+        f"p.library_dir = lambda: pathlib.Path({str(tmp_path)!r})\n"
+        "from kestrel_mps_torch_ext.__main__ import main\n"
+        "sys.exit(main([]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "UnsupportedTorchVersionError" in out.stdout
+
+
+def test_macos_deployment_target_defaults_to_13_and_honours_overrides(tmp_path):
+    module = ROOT / "cmake" / "KestrelDeploymentTarget.cmake"
+    (tmp_path / "CMakeLists.txt").write_text(
+        f"cmake_minimum_required(VERSION 3.21)\ninclude({module.as_posix()})\nproject(p LANGUAGES NONE)\n"
+        'message(STATUS "TARGET=${CMAKE_OSX_DEPLOYMENT_TARGET}")\n'
+    )
+
+    def target(env_value: str | None, *extra: str) -> str:
+        env = {k: v for k, v in os.environ.items() if k != "MACOSX_DEPLOYMENT_TARGET"}
+        if env_value is not None:
+            env["MACOSX_DEPLOYMENT_TARGET"] = env_value
+        build = tmp_path / f"b{len(list(tmp_path.iterdir()))}"
+        out = subprocess.run(["cmake", "-S", str(tmp_path), "-B", str(build), *extra], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return re.search(r"TARGET=(\S*)", out.stdout)[1]
+
+    assert target(None) == "13.0"
+    assert target("14.2") == "14.2"
+    assert target("14.2", "-DCMAKE_OSX_DEPLOYMENT_TARGET=15.0") == "15.0"

@@ -1,0 +1,96 @@
+"""Stream calls: "MPS unavailable" with its reason on builds without Metal;
+the MPS-positive cases run only where a Metal device exists."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+import kestrel_mps_torch_ext as kmte
+import kestrel_mps_torch_ext._abi as abi
+from conftest import expect_descriptor, requires_mps
+
+HANDLES = ("current_stream", "command_buffer", "command_queue", "device", "dispatch_queue")
+
+no_mps_backend = pytest.mark.skipif(
+    torch.backends.mps.is_available(), reason="this machine has a Metal device"
+)
+
+
+@no_mps_backend
+@pytest.mark.parametrize("entry", HANDLES)
+def test_handles_say_mps_unavailable_and_why(bridge, entry):
+    assert not bridge.has_mps_stream
+    out = ctypes.c_void_p(1234)
+    status = getattr(bridge.api, entry)(ctypes.byref(out))
+    assert abi.STATUS_NAMES[status] == "KESTREL_MPS_ERROR_MPS_UNAVAILABLE"
+    assert out.value == 1234  # out untouched on failure
+    msg = bridge.last_error()
+    assert entry in msg and "MPS unavailable" in msg
+    major, minor = bridge.built_for[:2]
+    assert f"torch {major}.{minor}" in msg
+
+
+@no_mps_backend
+def test_other_stream_calls_say_mps_unavailable(bridge):
+    with pytest.raises(kmte.BridgeCallError, match="MPS_UNAVAILABLE.*end_kernel_coalescing"):
+        bridge.end_kernel_coalescing()
+    with pytest.raises(kmte.BridgeCallError, match="MPS_UNAVAILABLE.*synchronize"):
+        bridge.synchronize()
+    called = []
+    cb = abi.QueueCallback(lambda ctx: called.append(ctx))
+    assert bridge.api.run_on_stream_queue(cb, None) == 6
+    assert called == []
+
+
+def test_unknown_sync_kind_is_an_argument_error_everywhere(bridge):
+    for kind in (0, 4, -1):
+        assert bridge.api.synchronize(kind) == 1
+        assert "sync_kind" in bridge.last_error()
+
+
+# --- MPS-positive cases: compiled everywhere, run on macOS arm64 only -------
+
+
+@requires_mps
+@pytest.mark.mps
+@pytest.mark.parametrize("entry", HANDLES)
+def test_mps_handles_are_non_null(bridge, entry):
+    assert bridge.has_mps_stream
+    assert getattr(bridge, entry)() != 0
+
+
+@requires_mps
+@pytest.mark.mps
+def test_mps_tensor_buffer_is_its_storages_mtlbuffer(bridge):
+    base = torch.arange(64, dtype=torch.float16, device="mps").reshape(8, 8)
+    view = base[2:, 1::3]
+    d = bridge.resolve(view)
+    assert d.device_type == 8
+    assert d.buffer == base.untyped_storage().data_ptr()  # the id<MTLBuffer>
+    assert d.byte_offset == view.storage_offset() * 2 == (2 * 8 + 1) * 2
+    expect_descriptor(d, view)
+
+
+@requires_mps
+@pytest.mark.mps
+def test_mps_end_coalescing_then_commit_keeps_torch_results(bridge):
+    a = torch.randn(256, device="mps")
+    b = a * 2 + 1  # left in PyTorch's coalesced encoder
+    bridge.end_kernel_coalescing()
+    assert bridge.command_buffer() != 0
+    bridge.synchronize(wait=False)
+    c = b - 1
+    bridge.synchronize(wait=True)
+    torch.testing.assert_close(c.cpu(), (a.cpu() * 2 + 1) - 1)
+
+
+@requires_mps
+@pytest.mark.mps
+def test_mps_run_on_stream_queue_runs_the_callback(bridge):
+    seen = []
+    cb = abi.QueueCallback(lambda ctx: seen.append(ctx))
+    assert bridge.api.run_on_stream_queue(cb, ctypes.c_void_p(42)) == 0
+    assert seen == [42]

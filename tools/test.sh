@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite: builds and installs the wheel for the installed torch,
+# then runs the Catch2 tests (ctest) and the pytest suite against it.
+KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
+
+build_and_install_wheel
+echo "== Catch2 and header tests (ctest)"
+cmake -S "$ROOT" -B "$BUILD/tests" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKESTREL_BUILD_SHIM=OFF -DKESTREL_BUILD_TESTS=ON -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
+cmake --build "$BUILD/tests"
+(cd "$BUILD/tests" && ctest --output-on-failure)
+echo "== pytest"
+cd "$ROOT" && "$PY" -m pytest tests/python -q -rs "$@"
