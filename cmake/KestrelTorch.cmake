@@ -6,7 +6,8 @@
 #      installed torch is found through torch.utils.cmake_prefix_path.
 # Out: KESTREL_TORCH_VERSION_{MAJOR,MINOR,PATCH}, KESTREL_TORCH_INCLUDE_DIRS,
 #      KESTREL_TORCH_LIBRARY_DIR, KESTREL_TORCH_CXX11_ABI ("" when torch sets
-#      none, as on macOS).
+#      none, as on macOS), KESTREL_TORCH_CXX_STANDARD (the C++ standard torch's
+#      headers need: 17 up to 2.13, 20 from 2.14 on).
 
 if(NOT KESTREL_TORCH_ROOT)
   execute_process(
@@ -45,8 +46,10 @@ set(KESTREL_TORCH_INCLUDE_DIRS
     "${KESTREL_TORCH_ROOT}/include/torch/csrc/api/include")
 set(KESTREL_TORCH_LIBRARY_DIR "${KESTREL_TORCH_ROOT}/lib")
 
-# torch records the libstdc++ ABI it was built with in its CMake config.
+# torch records the libstdc++ ABI it was built with and the C++ standard its
+# headers need in its CMake config.
 set(KESTREL_TORCH_CXX11_ABI "")
+set(KESTREL_TORCH_CXX_STANDARD 17)
 set(_kestrel_config "${KESTREL_TORCH_ROOT}/share/cmake/Torch/TorchConfig.cmake")
 if(EXISTS "${_kestrel_config}")
   file(STRINGS "${_kestrel_config}" _abi REGEX "_GLIBCXX_USE_CXX11_ABI=[01]")
@@ -54,7 +57,12 @@ if(EXISTS "${_kestrel_config}")
     string(REGEX MATCH "_GLIBCXX_USE_CXX11_ABI=([01])" _m "${_abi}")
     set(KESTREL_TORCH_CXX11_ABI "${CMAKE_MATCH_1}")
   endif()
+  file(STRINGS "${_kestrel_config}" _std REGEX "CXX_STANDARD [0-9]+")
+  if(_std)
+    string(REGEX MATCH "CXX_STANDARD ([0-9]+)" _m "${_std}")
+    set(KESTREL_TORCH_CXX_STANDARD "${CMAKE_MATCH_1}")
+  endif()
 endif()
 
 message(STATUS "kestrel: torch ${KESTREL_TORCH_VERSION_MAJOR}.${KESTREL_TORCH_VERSION_MINOR}."
-               "${KESTREL_TORCH_VERSION_PATCH} at ${KESTREL_TORCH_ROOT}")
+               "${KESTREL_TORCH_VERSION_PATCH} at ${KESTREL_TORCH_ROOT} (C++${KESTREL_TORCH_CXX_STANDARD})")

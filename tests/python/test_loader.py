@@ -82,6 +82,33 @@ def test_library_of_another_minor_is_refused_by_its_table(bridge):
     assert isinstance(info.value, ImportError)
 
 
+OTHER_MINORS = [m for m in _paths.bundled_minors() if m != RUNNING]
+
+
+@pytest.mark.skipif(not OTHER_MINORS, reason="needs a wheel bundling a second minor (tools/test_minors.sh builds one)")
+def test_another_minors_library_renamed_to_ours_is_refused(tmp_path):
+    other = _paths.library_dir() / _paths.library_name(*OTHER_MINORS[0])
+    shutil.copyfile(other, tmp_path / LIB.name)
+    code = (
+        "import torch, pathlib, kestrel_mps_torch_ext as k\n"
+        "from kestrel_mps_torch_ext import _loader\n"
+        f"path = _loader.select_library(torch.__version__, pathlib.Path({str(tmp_path)!r}))\n"
+        "try:\n    _loader.open_library(path, torch.__version__)\n"
+        "except k.BridgeLoadError as e:\n    print(type(e).__name__); print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    kind, message = out.stdout.split("\n", 1)
+    # Either the dynamic loader rejects it (torch symbols it needs are absent)
+    # or it loads and its table gives it away: both are clear errors.
+    assert kind in ("BridgeMismatchError", "BridgeLoadError"), out.stdout
+    assert str(tmp_path) in message
+
+
+def test_the_running_minor_is_bundled():
+    assert RUNNING in _paths.bundled_minors()
+
+
 REFUSED_STAYS_INVISIBLE = r"""
 import ctypes, sys, torch
 from kestrel_mps_torch_ext import _loader, BridgeMismatchError

@@ -1,0 +1,92 @@
+"""Build one wheel bundling the bridge library of several torch minors.
+
+    python tools/build_wheel.py 2.13.0 2.14.1 [--out dist]
+
+Each torch version is built against its own headers and libraries: the
+installed torch for its own minor, and for every other version the wheel pip
+downloads for this Python (cached, unpacked in part). The per-minor libraries
+are built with CMake first, then `pip wheel --no-build-isolation` builds the
+installed torch's minor and installs the others beside it
+(KESTREL_EXTRA_SHIMS). Torch's own libraries are never copied into the wheel:
+publishing it from Linux needs `auditwheel repair --exclude 'libtorch*'
+--exclude 'libc10*'`, and from macOS `delocate-wheel --exclude libtorch
+--exclude libc10`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch_wheels  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def minor_of(version: str) -> tuple[int, int]:
+    from packaging.version import Version
+
+    release = Version(version).release
+    return release[0], release[1]
+
+
+def installed_torch() -> str:
+    return subprocess.run([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def build_shim(torch_root: Path, build_dir: Path) -> Path:
+    """Configure and build the shim against torch_root; returns the library."""
+    start = time.monotonic()
+    subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-G", "Ninja",
+                    "-DCMAKE_BUILD_TYPE=Release", f"-DKESTREL_TORCH_ROOT={torch_root}",
+                    f"-DPython_EXECUTABLE={sys.executable}"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["cmake", "--build", str(build_dir), "--target", "kestrel_shim"], check=True,
+                   stdout=subprocess.DEVNULL)
+    suffix = ".dylib" if sys.platform == "darwin" else ".so"
+    (lib,) = (build_dir / "shim").glob(f"libkestrel_mps_torch_ext_torch*{suffix}")
+    subprocess.run(["strip", "-x" if sys.platform == "darwin" else "--strip-unneeded", str(lib)], check=True)
+    print(f"built {lib.name} against {torch_root} in {time.monotonic() - start:.1f} s")
+    return lib
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("versions", nargs="*", help="torch versions to bundle (default: the installed one)")
+    parser.add_argument("--out", type=Path, default=ROOT / "dist")
+    parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "minors")
+    args = parser.parse_args()
+
+    if sys.platform == "darwin":
+        os.environ.setdefault("MACOSX_DEPLOYMENT_TARGET", "13.0")
+    installed = minor_of(installed_torch())
+    platforms = torch_wheels.MACOS_PLATFORMS if sys.platform == "darwin" else torch_wheels.LINUX_PLATFORMS
+    extra = []
+    for version in args.versions:
+        if minor_of(version) == installed:
+            continue  # the wheel build itself covers the installed torch
+        root = torch_wheels.torch_root(version, platforms)
+        extra.append(build_shim(root, args.build_dir / f"torch{version}"))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for old in args.out.glob("kestrel_mps_torch_ext-*.whl"):
+        old.unlink()
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(args.out), str(ROOT)]
+    if extra:
+        cmd.append("-Ccmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))
+    subprocess.run(cmd, check=True)
+    (wheel,) = args.out.glob("kestrel_mps_torch_ext-*.whl")
+    import zipfile
+
+    libs = sorted(n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(wheel).namelist() if "/lib/lib" in n)
+    print(f"{wheel}\n  bundles: {', '.join(libs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One wheel bundling torch 2.13 and 2.14, installed into two environments (the
+# installed torch 2.13 and a venv with torch 2.14.1): each must pick its own
+# library, pass the pytest suite, and refuse to load once its file is removed.
+KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
+VENV=${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-torch214
+OTHER=${KESTREL_OTHER_TORCH:-2.14.1}
+
+"$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.') else 'test_minors.sh expects torch 2.13 installed')"
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  echo "== venv with torch $OTHER"
+  "$PY" -m venv --system-site-packages "$VENV"
+  "$VENV/bin/python" -m pip install -q "torch==$OTHER"
+fi
+
+echo "== building the multi-minor wheel"
+"$PY" "$ROOT/tools/build_wheel.py" 2.13.0 "$OTHER" --out "$BUILD/dist-minors"
+WHEEL=$(ls "$BUILD"/dist-minors/kestrel_mps_torch_ext-*.whl)
+
+for python in "$PY" "$VENV/bin/python"; do
+  version=$("$python" -c "import torch; print(torch.__version__)")
+  echo "== torch $version ($python)"
+  "$python" -m pip install -q --no-deps --force-reinstall "$WHEEL"
+  "$python" -m kestrel_mps_torch_ext | grep -E "^(torch|library|bundled)"
+  (cd "$ROOT" && "$python" -m pytest tests/python -q -p no:cacheprovider)
+  lib=$("$python" -c "import kestrel_mps_torch_ext as k; print(k.load_torch_mps_bridge().path)")
+  rm "$lib"
+  "$python" - "$lib" <<'PY'
+import sys, kestrel_mps_torch_ext as k
+try:
+    k.load_torch_mps_bridge()
+except k.UnsupportedTorchVersionError as e:
+    msg = str(e)
+    assert sys.argv[1].rsplit("/", 1)[-1] in msg and "bundled torch minors: " in msg, msg
+    print("refused once its file was removed:", msg.split(" (")[0])
+else:
+    sys.exit("loaded although its library was removed")
+PY
+  "$python" -m pip install -q --no-deps --force-reinstall "$WHEEL"
+done
+# Leave the main environment with the plain single-minor build of test.sh.
+echo "multi-minor run: 2 environments passed"
