@@ -1,0 +1,59 @@
+"""The same resolution on CUDA tensors: device pointer, device index, views.
+Run on the device machine (H100); CI has no GPU, so these skip there."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import expect_descriptor
+from test_descriptor import DTYPES, views
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the device machine)")
+pytestmark = [requires_cuda, pytest.mark.cuda]
+
+
+@pytest.mark.parametrize("name", list(views()))
+def test_cuda_views(bridge, name):
+    # .cuda() would copy a view into a contiguous tensor: rebuild the same view
+    # (shape, strides, offset) over a GPU storage of the same size instead.
+    src = views()[name]
+    elements = max(1, src.untyped_storage().nbytes() // src.element_size())
+    base = torch.zeros(elements, dtype=src.dtype, device="cuda")
+    t = base.as_strided(src.shape, src.stride(), src.storage_offset())
+    d = bridge.resolve(t)
+    expect_descriptor(d, t)
+    assert d.device_type == 2
+    assert d.buffer == t.untyped_storage().data_ptr()  # a device pointer
+
+
+def test_cuda_device_pointer_addresses_the_view(bridge):
+    base = torch.arange(1000, dtype=torch.float32, device="cuda")
+    v = base.as_strided((7, 9), (100, 3), 11)
+    d = bridge.resolve(v)
+    assert d.byte_offset == 11 * 4
+    # Element (i, j) lies at buffer + byte_offset + 4 * (i * 100 + j * 3).
+    addr = d.buffer + d.byte_offset + 4 * (5 * d.strides[0] + 2 * d.strides[1])
+    assert addr == v[5, 2].data_ptr()
+    assert v[5, 2].item() == 11 + 5 * 100 + 2 * 3
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
+def test_cuda_dtypes(bridge, dtype):
+    t = torch.zeros(4, 3, dtype=torch.uint8, device="cuda").view(dtype)
+    d = bridge.resolve(t)
+    assert d.dtype == DTYPES[dtype]
+    expect_descriptor(d, t)
+
+
+def test_cuda_device_index_of_every_gpu(bridge):
+    for i in range(torch.cuda.device_count()):
+        t = torch.ones(3, device=f"cuda:{i}")
+        assert bridge.resolve(t).device_index == i
+
+
+def test_cuda_and_cpu_in_one_batch(bridge):
+    a, b = torch.ones(2, 2), torch.ones(5, device="cuda")[1::2]
+    da, db = bridge.resolve_many([a, b])
+    assert (da.device_type, db.device_type) == (1, 2)
+    expect_descriptor(db, b)
