@@ -40,7 +40,8 @@ def test_cuda_device_pointer_addresses_the_view(bridge):
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
 def test_cuda_dtypes(bridge, dtype):
-    t = torch.zeros(4, 3, dtype=torch.uint8, device="cuda").view(dtype)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    t = torch.zeros(4, 3 * itemsize, dtype=torch.uint8, device="cuda").view(dtype)
     d = bridge.resolve(t)
     assert d.dtype == DTYPES[dtype]
     expect_descriptor(d, t)
