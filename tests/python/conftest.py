@@ -18,9 +18,15 @@ def bridge() -> kmte.TorchMPSBridge:
     return kmte.load_torch_mps_bridge()
 
 
+_SAME_SIZE_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 def element_bytes(t: torch.Tensor) -> bytes:
-    """The view's elements, in row-major order, as raw bytes (NaN-safe)."""
-    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    """The view's elements in row-major order as raw bytes: NaN-safe, any
+    dtype, any strides (zero strides included), no copy kernel needed."""
+    if t.element_size() == 16:  # complex128: pairs of float64
+        t = torch.view_as_real(t)
+    return t.view(_SAME_SIZE_INT[t.element_size()]).numpy().tobytes()
 
 
 def addressed_view(d: kmte.TensorDescriptor, t: torch.Tensor) -> torch.Tensor:
