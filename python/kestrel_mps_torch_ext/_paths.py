@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -26,9 +27,15 @@ def cmake_dir() -> str:
     return str(_PACKAGE_DIR / "cmake")
 
 
+LIBRARY_DIR_ENV = "KESTREL_MPS_TORCH_EXT_LIBRARY_DIR"
+
+
 def library_dir() -> Path:
-    """Directory holding the bundled per-torch-minor bridge libraries."""
-    return _PACKAGE_DIR / "lib"
+    """Directory holding the per-torch-minor bridge libraries: the package's
+    own lib/, or $KESTREL_MPS_TORCH_EXT_LIBRARY_DIR when set (a locally built
+    or sanitizer-instrumented library; every check still applies)."""
+    override = os.environ.get(LIBRARY_DIR_ENV)
+    return Path(override) if override else _PACKAGE_DIR / "lib"
 
 
 def library_name(major: int, minor: int) -> str:

@@ -68,6 +68,15 @@ def test_supported_minors_are_the_files_present(tmp_path):
     assert _paths.bundled_minors(tmp_path / "missing") == []
 
 
+def test_library_dir_override_is_honoured_and_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv(_paths.LIBRARY_DIR_ENV, str(tmp_path))
+    assert _paths.library_dir() == tmp_path
+    with pytest.raises(kmte.UnsupportedTorchVersionError, match=str(tmp_path)):
+        _loader.select_library(torch.__version__)
+    shutil.copyfile(LIB, tmp_path / LIB.name)
+    assert _loader.select_library(torch.__version__) == tmp_path / LIB.name
+
+
 def test_missing_package_directory_is_an_unsupported_version_error(tmp_path):
     with pytest.raises(kmte.UnsupportedTorchVersionError, match="bundled torch minors: none"):
         _loader.select_library(torch.__version__, tmp_path / "gone")
@@ -159,6 +168,38 @@ def test_corrupt_libraries_raise_bridge_load_error_not_oserror(tmp_path, kind):
         _loader.open_library(path, torch.__version__)
     assert str(path) in str(info.value)
     assert "reinstall" in str(info.value).lower()
+
+
+UNREADABLE = r"""
+import sys, pathlib, kestrel_mps_torch_ext as k
+from kestrel_mps_torch_ext import _loader
+try:
+    _loader.open_library(pathlib.Path(sys.argv[1]), sys.argv[2])
+except k.BridgeLoadError as e:
+    print("BridgeLoadError", "unreadable" in str(e))
+"""
+
+
+def test_an_unreadable_library_file(tmp_path):
+    # open_library needs no torch: the check happens before anything loads.
+    package = tmp_path / "site"
+    shutil.copytree(Path(kmte.__file__).parent, package / "kestrel_mps_torch_ext")
+    lib = tmp_path / LIB.name
+    shutil.copyfile(LIB, lib)
+    lib.chmod(0)
+    python = sys.executable
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root reads anything: drop to an unprivileged uid
+        python = shutil.which("python3", path="/usr/bin:/usr/local/bin") or ""
+        if not python or shutil.which("setpriv") is None:
+            pytest.fail("needs /usr/bin/python3 and setpriv to test as an unprivileged user")
+        prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        for p in [tmp_path, *tmp_path.parents]:
+            p.chmod(p.stat().st_mode | 0o005)
+    env = {"PYTHONPATH": str(package), "PATH": os.environ.get("PATH", "")}
+    out = subprocess.run([*prefix, python, "-c", UNREADABLE, str(lib), torch.__version__],
+                         capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["BridgeLoadError", "True"], out.stderr[-2000:]
 
 
 def test_a_directory_in_the_librarys_place(tmp_path):
