@@ -34,3 +34,11 @@ build_and_install_wheel() {
   "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$BUILD/dist" "$ROOT"
   "$PY" -m pip install -q --no-deps --force-reinstall "$BUILD"/dist/kestrel_mps_torch_ext-*.whl
 }
+
+# Builds the Catch2 tests and the header matrix (no shim: they use the
+# installed package) into $BUILD/tests.
+build_catch2_tests() {
+  cmake -S "$ROOT" -B "$BUILD/tests" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DKESTREL_BUILD_SHIM=OFF -DKESTREL_BUILD_TESTS=ON -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
+  cmake --build "$BUILD/tests"
+}

@@ -5,9 +5,7 @@ KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
 
 build_and_install_wheel
 echo "== Catch2 and header tests (ctest)"
-cmake -S "$ROOT" -B "$BUILD/tests" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DKESTREL_BUILD_SHIM=OFF -DKESTREL_BUILD_TESTS=ON -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
-cmake --build "$BUILD/tests"
+build_catch2_tests
 (cd "$BUILD/tests" && ctest --output-on-failure)
 echo "== pytest"
 cd "$ROOT" && "$PY" -m pytest tests/python -q -rs "$@"

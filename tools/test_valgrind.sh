@@ -4,7 +4,8 @@
 KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 TESTS="$BUILD/tests"
-[[ -x "$TESTS/tests/c/kestrel_consumer_tests" ]] || { echo "run tools/test.sh first (builds $TESTS)"; exit 2; }
+"$PY" -c "import kestrel_mps_torch_ext" 2>/dev/null || build_and_install_wheel
+build_catch2_tests
 VG=(valgrind -q --error-exitcode=9 --suppressions="$ROOT/tools/valgrind.supp")
 for t in kestrel_header_tests kestrel_helper_tests; do
   echo "== valgrind $t"
