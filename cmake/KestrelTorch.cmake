@@ -67,3 +67,25 @@ endif()
 
 message(STATUS "kestrel: torch ${KESTREL_TORCH_VERSION_MAJOR}.${KESTREL_TORCH_VERSION_MINOR}."
                "${KESTREL_TORCH_VERSION_PATCH} at ${KESTREL_TORCH_ROOT} (C++${KESTREL_TORCH_CXX_STANDARD})")
+
+# Compiles `target` against this torch and, unless it is an object library,
+# links the three libraries the bridge needs from it where they lie (never
+# copied into a wheel).
+function(kestrel_use_torch target)
+  set_target_properties(${target} PROPERTIES
+    CXX_STANDARD ${KESTREL_TORCH_CXX_STANDARD}
+    CXX_STANDARD_REQUIRED ON
+    BUILD_RPATH "${KESTREL_TORCH_LIBRARY_DIR}")
+  target_include_directories(${target} SYSTEM PRIVATE ${KESTREL_TORCH_INCLUDE_DIRS})
+  if(KESTREL_TORCH_CXX11_ABI STREQUAL "0" OR KESTREL_TORCH_CXX11_ABI STREQUAL "1")
+    target_compile_definitions(${target} PRIVATE _GLIBCXX_USE_CXX11_ABI=${KESTREL_TORCH_CXX11_ABI})
+  endif()
+  get_target_property(_type ${target} TYPE)
+  if(_type STREQUAL "OBJECT_LIBRARY")
+    return()
+  endif()
+  foreach(_lib torch_python torch_cpu c10)
+    find_library(KESTREL_LIB_${_lib} NAMES ${_lib} PATHS "${KESTREL_TORCH_LIBRARY_DIR}" NO_DEFAULT_PATH REQUIRED)
+    target_link_libraries(${target} PRIVATE "${KESTREL_LIB_${_lib}}")
+  endforeach()
+endfunction()

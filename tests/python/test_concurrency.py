@@ -18,6 +18,14 @@ SECONDS = float(os.environ.get("KESTREL_STRESS_SECONDS", "10"))
 THREADS = 8
 
 
+def run_threads(worker) -> None:
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def test_eight_threads_resolve_and_fail_without_mixing(bridge):
     base = torch.arange(4096.0).reshape(16, 16, 16)
     tensors = [base, base.transpose(0, 2), base[::3, 1:, 2], torch.zeros(0), torch.tensor(1.0)]
@@ -45,11 +53,7 @@ def test_eight_threads_resolve_and_fail_without_mixing(bridge):
             errors.append(f"thread {k}: {type(e).__name__}: {e}")
         counts[k] = i
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker)
     assert not errors, errors[:5]
     assert all(c > 0 for c in counts)
 
@@ -78,9 +82,5 @@ def test_eight_threads_in_parallel_c_keep_thread_local_messages(bridge):
                 return
             n += 1
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker)
     assert not errors, errors[:5]
