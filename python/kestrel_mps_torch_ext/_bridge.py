@@ -85,7 +85,8 @@ class TorchMPSBridge:
 
     @property
     def api(self) -> _abi.APIv1:
-        return self._table.contents
+        api: _abi.APIv1 = self._table.contents
+        return api
 
     @property
     def has_mps_stream(self) -> bool:
@@ -93,7 +94,8 @@ class TorchMPSBridge:
         return bool(self.capabilities & _abi.CAP_MPS_STREAM)
 
     def last_error(self) -> str:
-        return self.api.last_error().decode("utf-8", "replace")
+        message: bytes = self.api.last_error()
+        return message.decode("utf-8", "replace")
 
     def _check(self, status: int) -> None:
         if status != _abi.OK:
@@ -109,7 +111,8 @@ class TorchMPSBridge:
         self, tensors: Sequence[object], writable: Sequence[bool] | None = None
     ) -> list[TensorDescriptor]:
         n = len(tensors)
-        objects = (ctypes.py_object * n)(*tensors)
+        # typeshed cannot express an array of py_object built from objects.
+        objects = (ctypes.py_object * n)(*tensors)  # type: ignore[misc]
         access = None
         if writable is not None:
             if len(writable) != n:

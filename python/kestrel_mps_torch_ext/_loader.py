@@ -79,7 +79,7 @@ def select_library(torch_version: str, directory: Path | None = None) -> Path:
 def _dlclose(handle: int) -> None:
     import _ctypes
 
-    _ctypes.dlclose(handle)  # type: ignore[attr-defined]
+    _ctypes.dlclose(handle)
 
 
 def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
