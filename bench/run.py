@@ -151,8 +151,16 @@ def table(r: dict) -> str:
 
 
 def report(args: argparse.Namespace) -> int:
+    """Rewrites the part of docs/benchmarks.md between the results markers
+    from bench/results/*.json, and redraws docs/benchmarks.png."""
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    print("\n\n".join(table(r) for r in results))
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text()
+    start, end = "<!-- results -->", "<!-- /results -->"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    doc.write_text(head + start + "\n" + "\n\n".join(table(r) for r in results) + "\n" + end + tail)
+    print(f"wrote {doc}")
     import matplotlib
 
     matplotlib.use("Agg")

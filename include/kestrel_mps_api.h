@@ -229,7 +229,9 @@ typedef struct KestrelMPSTorchExtAPIv1 {
    * access may be NULL (all READ) or point to count access values.
    * On failure it stops at the first bad tensor: out[0..i-1] are filled,
    * out[i..count-1] are zero-filled and *failed_index (if not NULL) is set to
-   * i. On success *failed_index is set to count. count 0 is OK. */
+   * i. On success *failed_index is set to count. count 0 is OK. A failure
+   * found before any tensor is read (a NULL array, the GIL not held) leaves
+   * out untouched and sets *failed_index to 0. */
   kestrel_mps_status (*resolve_tensors)(void* const* py_tensors, size_t count,
                                         const uint32_t* access,
                                         kestrel_mps_tensor* out,

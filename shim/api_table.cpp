@@ -2,6 +2,8 @@
 // then runs its concern (tensor.cpp or a stream backend) under the barrier.
 #include <Python.h>
 
+#include <cstring>
+
 #include <torch/version.h>
 
 #include "barrier.h"
@@ -36,18 +38,14 @@ inline bool holds_gil() {
 #endif
 }
 
-#define KESTREL_REQUIRE_GIL(entry)                                                     \
-  do {                                                                                 \
-    if (!holds_gil()) {                                                                \
-      return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,                                      \
-                  "%s: the calling thread does not hold the Python GIL", entry);       \
-    }                                                                                  \
-  } while (0)
-
 kestrel_mps_status api_resolve_tensor(void* py_tensor, uint32_t access,
                                       kestrel_mps_tensor* out) {
   KESTREL_REQUIRE_ARG(out != nullptr, "resolve_tensor", "out is NULL");
-  KESTREL_REQUIRE_GIL("resolve_tensor");
+  if (!holds_gil()) {
+    std::memset(out, 0, sizeof *out);
+    return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,
+                "resolve_tensor: the calling thread does not hold the Python GIL");
+  }
   return resolve_tensor(py_tensor, access, out);
 }
 
@@ -62,7 +60,10 @@ kestrel_mps_status api_resolve_tensors(void* const* py_tensors, size_t count,
   KESTREL_REQUIRE_ARG(out != nullptr, "resolve_tensors", "out is NULL");
   KESTREL_REQUIRE_ARG(count <= PTRDIFF_MAX / sizeof(kestrel_mps_tensor), "resolve_tensors",
                       "count is too large");
-  KESTREL_REQUIRE_GIL("resolve_tensors");
+  if (!holds_gil()) {
+    return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,
+                "resolve_tensors: the calling thread does not hold the Python GIL");
+  }
   return resolve_tensors(py_tensors, count, access, out, failed_index);
 }
 

@@ -24,7 +24,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install -q "${KESTREL_TORCH_SPEC:-torch==2.13.0}"
 fi
 pip_pkgs=("scikit-build-core>=0.10" "packaging>=21" cmake ninja)
-[[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest hypothesis numpy)
+[[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest hypothesis numpy mypy)
 "$PY" -m pip install -q "${pip_pkgs[@]}"
 
 # Builds the wheel for the installed torch and installs it.

@@ -7,5 +7,7 @@ build_and_install_wheel
 echo "== Catch2 and header tests (ctest)"
 build_catch2_tests
 (cd "$BUILD/tests" && ctest --output-on-failure)
+echo "== mypy --strict (the typed Python API)"
+(cd "$ROOT" && "$PY" -m mypy)
 echo "== pytest"
 cd "$ROOT" && "$PY" -m pytest tests/python -q -rs "$@"

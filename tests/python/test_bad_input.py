@@ -186,8 +186,24 @@ def test_resolve_without_the_gil_is_refused(bridge):
     fn = ctypes.CFUNCTYPE(abi.Status, ctypes.py_object, ctypes.c_uint32, ctypes.POINTER(abi.Tensor))
     resolve = fn(ctypes.cast(bridge.api.resolve_tensor, ctypes.c_void_p).value)
     out = abi.Tensor()
+    out.ndim = 3
     status = resolve(torch.zeros(2), 0, ctypes.byref(out))
     assert abi.STATUS_NAMES[status] == "KESTREL_MPS_ERROR_GIL_NOT_HELD"
+    assert out.ndim == 0  # zero-filled, as for every failed resolve_tensor
+    assert "GIL" in bridge.last_error()
+
+
+def test_batch_without_the_gil_leaves_out_untouched(bridge):
+    fn = ctypes.CFUNCTYPE(abi.Status, ctypes.POINTER(ctypes.py_object), ctypes.c_size_t,
+                          ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(abi.Tensor),
+                          ctypes.POINTER(ctypes.c_size_t))
+    resolve_many = fn(ctypes.cast(bridge.api.resolve_tensors, ctypes.c_void_p).value)
+    objs = (ctypes.py_object * 2)(torch.zeros(1), torch.zeros(2))
+    out = (abi.Tensor * 2)()
+    out[0].ndim = out[1].ndim = 7
+    failed = ctypes.c_size_t(9)
+    assert resolve_many(objs, 2, None, out, ctypes.byref(failed)) == 8
+    assert failed.value == 0 and out[0].ndim == 7 and out[1].ndim == 7
     assert "GIL" in bridge.last_error()
 
 
