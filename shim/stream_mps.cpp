@@ -7,9 +7,6 @@
 // Everything works on the *current* stream: from torch's per-thread stream
 // pool on (PR #190375) it is not always the default stream that
 // torch::mps::* uses.
-#include <cstdio>
-#include <exception>
-
 #include <dispatch/dispatch.h>
 
 #include <ATen/mps/MPSDevice.h>
@@ -17,6 +14,7 @@
 #include <torch/version.h>
 
 #include "barrier.h"
+#include "queued_call.h"
 #include "stream.h"
 
 namespace kestrel_shim::stream {
@@ -43,28 +41,6 @@ at::mps::MPSStream& current() {
   at::mps::MPSStream* stream = at::mps::getCurrentMPSStream();
   TORCH_CHECK(stream != nullptr, "getCurrentMPSStream() returned NULL");
   return *stream;
-}
-
-struct QueuedCall {
-  void (*fn)(void*);
-  void* context;
-  bool failed;
-  char message[512];
-};
-
-// Runs on the stream's serial queue. libdispatch cannot carry an exception
-// back to the caller, so it is caught here and reported after the call.
-void run_queued(void* raw) noexcept {
-  auto* call = static_cast<QueuedCall*>(raw);
-  try {
-    call->fn(call->context);
-  } catch (const std::exception& e) {
-    call->failed = true;
-    std::snprintf(call->message, sizeof call->message, "%s", e.what());
-  } catch (...) {
-    call->failed = true;
-    std::snprintf(call->message, sizeof call->message, "a non-standard exception");
-  }
 }
 
 }  // namespace
