@@ -86,7 +86,7 @@ kestrel_mps_status check_is_tensor(PyObject* obj) {
 // Tensors whose storage is not their data, or that have none: sparse, sparse
 // compressed, mkldnn, nested, quantized, __torch_dispatch__ subclasses
 // (wrapper subclasses, FakeTensor) and functional tensors. Tested as one mask
-// on the hot path; reason() below names the culprit only on failure.
+// on the hot path; unbindable_reason() names the culprit only on failure.
 constexpr c10::DispatchKeySet kUnbindableKeys = c10::DispatchKeySet({
     c10::DispatchKey::Sparse,
     c10::DispatchKey::SparseCsr,

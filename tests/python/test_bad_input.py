@@ -64,6 +64,12 @@ def sparse_csr():
     return torch.eye(3).to_sparse_csr()
 
 
+def mkldnn():
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this torch build has no mkldnn")
+    return torch.randn(2, 3).to_mkldnn()
+
+
 def nested():
     return torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
 
@@ -105,6 +111,7 @@ def wrapper_subclass():
     [
         (sparse_coo, UNSUPPORTED, "layout"),
         (sparse_csr, UNSUPPORTED, "layout"),
+        (mkldnn, UNSUPPORTED, "layout"),
         (nested, UNSUPPORTED, "nested"),
         (quantized, UNSUPPORTED, "quantized"),
         (meta, UNSUPPORTED, "meta"),
