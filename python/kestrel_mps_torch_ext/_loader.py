@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import threading
 from pathlib import Path
-
-import re
 
 from . import _abi, _paths
 from ._binary import BinaryCheckError, check_shared_library
@@ -27,7 +26,11 @@ _bridge: TorchMPSBridge | None = None
 # The canonical PEP 440 forms torch releases and nightlies use. A string that
 # matches has the release packaging would parse; any other goes to packaging,
 # whose import (2 ms) is spared on the common path.
-_CANONICAL = re.compile(r"(\d+)\.(\d+)(?:\.\d+)*(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?")
+_CANONICAL = re.compile(
+    r"(\d+)\.(\d+)(?:\.\d+)*"  # release
+    r"(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?"  # pre, post, dev
+    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?"  # local label
+)
 
 
 def torch_minor(torch_version: str) -> tuple[int, int]:
