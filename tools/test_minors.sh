@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# One wheel bundling torch 2.13 and 2.14, installed into two environments (the
-# installed torch 2.13 and a venv with torch 2.14.1): each must pick its own
-# library, pass the pytest suite, and refuse to load once its file is removed.
+# One wheel bundling torch 2.13 and a second minor (KESTREL_OTHER_TORCH,
+# default 2.14.1, served locally), installed into two environments (the
+# installed torch 2.13 and a venv with the other torch): each must pick its
+# own library, pass the pytest suite, and refuse to load once its file is
+# removed.
 KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
-VENV=${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-torch214
 OTHER=${KESTREL_OTHER_TORCH:-2.14.1}
+VENV=${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-torch$OTHER
 
 "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.') else 'test_minors.sh expects torch 2.13 installed')"
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
