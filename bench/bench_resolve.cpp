@@ -48,7 +48,7 @@ extern "C" void* realloc(void* p, size_t n) {
 namespace {
 
 PyObject* g_main = nullptr;
-const KestrelMPSTorchExtAPIv1* g_api = nullptr;
+const kestrel_mps_ext_api* g_api = nullptr;
 const DLPackExchangeAPI* g_dlpack = nullptr;
 
 PyObject* object(const char* name) {

@@ -1,5 +1,5 @@
-// The exception barrier and the thread-local error message shared by every
-// entry point of the table: nothing thrown below may cross the C boundary.
+// The exception barrier shared by every entry point of both front ends:
+// nothing thrown below may cross the C boundary.
 #pragma once
 
 #include <exception>
@@ -7,24 +7,18 @@
 
 #include <c10/util/Exception.h>
 
-#include "kestrel_mps_api.h"
+#include "message.h"
+#include "stream.h"
 
 namespace kestrel_shim {
-
-// Records a printf-style message as this thread's last error and returns
-// `status`. Never allocates: the message lives in a fixed thread-local buffer
-// and is truncated to it.
-kestrel_mps_status fail(kestrel_mps_status status, const char* format, ...) noexcept
-    __attribute__((format(printf, 2, 3)));
-
-// This thread's last error message ("" before the first failure).
-const char* last_error() noexcept;
 
 // Runs body() and turns any exception into a status with a message.
 template <class Body>
 kestrel_mps_status guarded(const char* entry, Body&& body) noexcept {
   try {
     return body();
+  } catch (const stream::Unavailable& e) {
+    return fail(KESTREL_MPS_ERROR_MPS_UNAVAILABLE, "%s: MPS unavailable: %s", entry, e.what());
   } catch (const c10::Error& e) {
     return fail(KESTREL_MPS_ERROR_TORCH, "%s: torch error: %s", entry,
                 e.what_without_backtrace());
@@ -37,6 +31,17 @@ kestrel_mps_status guarded(const char* entry, Body&& body) noexcept {
     return fail(KESTREL_MPS_ERROR_INTERNAL, "%s: unexpected non-standard exception",
                 entry);
   }
+}
+
+// guarded() for an entry that touches the stream: the body also runs inside
+// an autorelease pool, since a Python thread has none and Metal objects
+// autoreleased by torch would otherwise live until the thread exits.
+template <class Body>
+kestrel_mps_status guarded_stream(const char* entry, Body&& body) noexcept {
+  return guarded(entry, [&] {
+    const stream::AutoreleasePool pool;
+    return body();
+  });
 }
 
 }  // namespace kestrel_shim

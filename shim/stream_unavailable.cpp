@@ -1,33 +1,40 @@
-// The stream backend of builds without Metal (Linux): every call answers
-// KESTREL_MPS_ERROR_MPS_UNAVAILABLE and says why, so a consumer can tell a
-// missing backend from a failing one.
+// The stream core of builds without Metal (Linux): every operation throws
+// Unavailable, which the barrier turns into KESTREL_MPS_ERROR_MPS_UNAVAILABLE
+// (a message, through the published entries) saying why, so a consumer can
+// tell a missing backend from a failing one.
+#include <string>
+
 #include <torch/version.h>
 
-#include "barrier.h"
 #include "stream.h"
 
 namespace kestrel_shim::stream {
 namespace {
 
-kestrel_mps_status unavailable(const char* entry) {
-  return fail(KESTREL_MPS_ERROR_MPS_UNAVAILABLE,
-              "%s: MPS unavailable: this bridge library was built for torch %d.%d without "
-              "the Metal stream backend (only macOS builds have it); tensors resolve, "
-              "stream calls do not",
-              entry, TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR);
+[[noreturn]] void unavailable() {
+  throw Unavailable("this bridge library was built for torch " +
+                    std::to_string(TORCH_VERSION_MAJOR) + "." +
+                    std::to_string(TORCH_VERSION_MINOR) +
+                    " without the Metal stream backend (only macOS builds have it); tensors "
+                    "resolve, stream calls do not");
 }
 
 }  // namespace
 
-kestrel_mps_status current_stream(void**) { return unavailable("current_stream"); }
-kestrel_mps_status command_buffer(void**) { return unavailable("command_buffer"); }
-kestrel_mps_status command_queue(void**) { return unavailable("command_queue"); }
-kestrel_mps_status device(void**) { return unavailable("device"); }
-kestrel_mps_status dispatch_queue(void**) { return unavailable("dispatch_queue"); }
-kestrel_mps_status end_kernel_coalescing() { return unavailable("end_kernel_coalescing"); }
-kestrel_mps_status synchronize(int32_t) { return unavailable("synchronize"); }
-kestrel_mps_status run_on_stream_queue(void (*)(void*), void*) {
-  return unavailable("run_on_stream_queue");
-}
+AutoreleasePool::AutoreleasePool() noexcept : token_(nullptr) {}
+AutoreleasePool::~AutoreleasePool() = default;
+
+void* current_on_this_thread() { unavailable(); }
+void* device(void*) { unavailable(); }
+void* serial_queue(void*) { unavailable(); }
+void* command_queue(void*) { unavailable(); }
+void* command_buffer(void*) { unavailable(); }
+void* command_encoder(void*) { unavailable(); }
+void end_kernel_coalescing(void*) { unavailable(); }
+void synchronize(void*, int32_t) { unavailable(); }
+
+void Queues::tag(void*) { unavailable(); }
+void* Queues::tagged_here() noexcept { return nullptr; }
+void Queues::dispatch_sync(void*, void*, void (*)(void*)) { unavailable(); }
 
 }  // namespace kestrel_shim::stream

@@ -1,6 +1,8 @@
-// Tensor resolution: a Python torch.Tensor object to a kestrel_mps_tensor.
-// Device-agnostic: the same storage-pointer-plus-byte-offset rule gives an
-// MPS tensor's MTLBuffer and a CPU or CUDA tensor's base pointer.
+// Tensor resolution: a Python torch.Tensor object to a descriptor. One core
+// (the checks, the buffer, the dims) and two writers: the extension's
+// kestrel_mps_tensor and the published KestrelMPSTensorView. The core is
+// device-agnostic: the storage-pointer-plus-byte-offset rule gives an MPS
+// tensor's MTLBuffer and a CPU or CUDA tensor's base pointer.
 #pragma once
 
 #include <cstddef>
@@ -10,14 +12,20 @@
 
 namespace kestrel_shim {
 
-// The table's resolve entries, less the argument and GIL checks of
-// api_table.cpp: the caller holds the GIL and out (py_tensors) are not NULL.
-// Failures zero-fill what the header says and set the thread's message.
+// Extension front end, less the NULL-out check of api_extension.cpp. Checks
+// the GIL; on failure zero-fills *out and sets the thread's message.
 kestrel_mps_status resolve_tensor(void* py_tensor, uint32_t access,
                                   kestrel_mps_tensor* out) noexcept;
 
+// Extension batch front end: py_tensors and out are not NULL, count > 0.
 kestrel_mps_status resolve_tensors(void* const* py_tensors, std::size_t count,
                                    const uint32_t* access, kestrel_mps_tensor* out,
                                    std::size_t* failed_index) noexcept;
+
+// Published front end (tensor_view_from_pyobject): every check, NULL out
+// included; on failure zero-fills *out (when not NULL). mps_only: refuse
+// every non-MPS tensor, as the published macOS library does.
+kestrel_mps_status tensor_view(void* py_tensor, KestrelMPSTensorView* out,
+                               bool mps_only) noexcept;
 
 }  // namespace kestrel_shim

@@ -22,7 +22,7 @@
  * cannot be found; text then holds the reason. */
 CONSUMER_EXPORT int consumer_describe(void* tensor, char* text, size_t size) {
   const char* why = NULL;
-  const KestrelMPSTorchExtAPIv1* api = kestrel_mps_find_api(&why);
+  const kestrel_mps_ext_api* api = kestrel_mps_find_api(&why);
   kestrel_mps_tensor d;
   kestrel_mps_status status;
   int used;

@@ -2,8 +2,10 @@
 on PyTorch's MPS stream through a stable C table, across torch minors.
 
 Python side: ``load_torch_mps_bridge()`` loads the library built for the
-running torch and makes ``KestrelMPSTorchExtAPI_v1`` visible to ``dlsym``.
-C side: ``#include <kestrel_mps_api.h>`` (see ``get_include()``).
+running torch and makes its symbols visible to ``dlsym``: the published
+getter ``KestrelMPSTorchExtAPI_v1()`` and the extension table
+``KestrelMPS_kmte_ext_v1``. C side: ``#include <kestrel_mps_api.h>`` (or the
+published name ``kestrel_mps_torch_ext.h``; see ``get_include()``).
 Importing this package loads nothing and does not import torch.
 """
 
@@ -18,10 +20,10 @@ from ._errors import (
     KestrelMPSError,
     UnsupportedTorchVersionError,
 )
-from ._loader import load_torch_mps_bridge
-from ._paths import cmake_dir, get_include, library_dir
+from ._loader import get_api_pointer, load_torch_mps_bridge
+from ._paths import cmake_dir, get_include, library_dir, library_path
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BridgeCallError",
@@ -33,8 +35,10 @@ __all__ = [
     "TorchMPSBridge",
     "UnsupportedTorchVersionError",
     "cmake_dir",
+    "get_api_pointer",
     "get_include",
     "library_dir",
+    "library_path",
     "load_torch_mps_bridge",
     "supported_torch_minors",
 ]

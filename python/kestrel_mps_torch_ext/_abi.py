@@ -6,8 +6,23 @@ from __future__ import annotations
 import ctypes
 
 ABI_VERSION = 1
-API_SYMBOL = "KestrelMPSTorchExtAPI_v1"
+API_SYMBOL = "KestrelMPS_kmte_ext_v1"
 MAX_NDIM = 16
+
+# The published ABI (kestrel-mps-torch-ext 0.1.x).
+GETTER_SYMBOL = "KestrelMPSTorchExtAPI_v1"
+PUBLISHED_API_VERSION = 1
+PUBLISHED_MAX_DIMS = 16
+PUBLISHED_FUNCTIONS = (
+    "KestrelMPSTorchExtAPI_v1",
+    "KestrelMPSTorchExtTorchTag",
+    "KestrelMPSTensorViewFromPyObject",
+    "KestrelMPSGetCurrentStreamView",
+    "KestrelMPSEndKernelCoalescing",
+    "KestrelMPSCommandBuffer",
+    "KestrelMPSCommitStream",
+    "KestrelMPSCommandEncoder",
+)
 
 STATUS_NAMES = {
     0: "KESTREL_MPS_OK",
@@ -21,6 +36,9 @@ STATUS_NAMES = {
     8: "KESTREL_MPS_ERROR_GIL_NOT_HELD",
     9: "KESTREL_MPS_ERROR_CALLBACK_FAILED",
     10: "KESTREL_MPS_ERROR_INTERNAL",
+    11: "KESTREL_MPS_ERROR_WRONG_QUEUE",
+    12: "KESTREL_MPS_ERROR_REENTRANT",
+    13: "KESTREL_MPS_ERROR_COPY_ON_WRITE",
 }
 OK = 0
 
@@ -77,7 +95,7 @@ RunOnQueueFn = ctypes.CFUNCTYPE(Status, QueueCallback, ctypes.c_void_p)
 LastErrorFn = ctypes.CFUNCTYPE(ctypes.c_char_p)
 
 
-class APIv1(ctypes.Structure):
+class ExtAPI(ctypes.Structure):
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("abi_version", ctypes.c_uint32),
@@ -98,4 +116,47 @@ class APIv1(ctypes.Structure):
         ("synchronize", SynchronizeFn),
         ("run_on_stream_queue", RunOnQueueFn),
         ("last_error", LastErrorFn),
+        ("command_encoder", HandleFn),
+    ]
+
+
+class TensorView(ctypes.Structure):
+    """KestrelMPSTensorView (published)."""
+
+    _fields_ = [
+        ("mtl_buffer", ctypes.c_void_p),
+        ("storage_offset_bytes", ctypes.c_int64),
+        ("element_size_bytes", ctypes.c_int64),
+        ("scalar_type", ctypes.c_int64),
+        ("dim", ctypes.c_int64),
+        ("sizes", ctypes.c_int64 * PUBLISHED_MAX_DIMS),
+        ("strides", ctypes.c_int64 * PUBLISHED_MAX_DIMS),
+        ("numel", ctypes.c_int64),
+    ]
+
+
+class StreamView(ctypes.Structure):
+    """KestrelMPSStreamView (published)."""
+
+    _fields_ = [("stream", ctypes.c_void_p), ("device", ctypes.c_void_p), ("queue", ctypes.c_void_p)]
+
+
+# Published entries return NULL or a message (char*, read as c_void_p so
+# that NULL stays distinguishable from "").
+PublishedResult = ctypes.c_void_p
+
+
+class PublishedAPI(ctypes.Structure):
+    """KestrelMPSTorchExtAPI (published), returned by KestrelMPSTorchExtAPI_v1()."""
+
+    _fields_ = [
+        ("api_version", ctypes.c_uint64),
+        ("torch_tag", ctypes.CFUNCTYPE(ctypes.c_char_p)),
+        ("tensor_view_from_pyobject",
+         ctypes.PYFUNCTYPE(PublishedResult, ctypes.py_object, ctypes.POINTER(TensorView))),
+        ("current_stream_view", ctypes.CFUNCTYPE(PublishedResult, ctypes.POINTER(StreamView))),
+        ("end_kernel_coalescing", ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p)),
+        ("command_buffer",
+         ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))),
+        ("commit_stream", ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p)),
     ]

@@ -64,12 +64,17 @@ def _access(writable: bool) -> int:
     return _abi.ACCESS_WRITE if writable else _abi.ACCESS_READ
 
 
-class TorchMPSBridge:
-    """The loaded bridge: which file, built for which torch, and its table."""
+class TorchMPSBridge(ctypes.CDLL):
+    """The loaded bridge library.
 
-    __slots__ = ("path", "torch_version", "built_for", "abi_version", "capabilities", "table_address", "_table")
+    A ctypes.CDLL, as the published load_torch_mps_bridge() returned: the
+    exported functions are its attributes (``bridge.KestrelMPSTorchExtAPI_v1``).
+    It also says which file, built for which torch, and calls the extension
+    table from Python (diagnostics and tests; kernel libraries call from C)."""
 
-    def __init__(self, path: Path, torch_version: str, table: Any) -> None:
+    def __init__(self, path: Path, torch_version: str, handle: int) -> None:
+        super().__init__(str(path), handle=handle)
+        table = ctypes.pointer(_abi.ExtAPI.in_dll(self, _abi.API_SYMBOL))
         api = table.contents
         self.path = path
         self.torch_version = torch_version
@@ -77,15 +82,37 @@ class TorchMPSBridge:
         self.abi_version: int = api.abi_version
         self.capabilities: int = api.capabilities
         self.table_address = ctypes.addressof(api)
-        self._table = table  # ctypes pointer to _abi.APIv1; the library stays loaded
+        self._table = table  # the library stays loaded: the address stays valid
 
     def __repr__(self) -> str:
         return (f"TorchMPSBridge(path={str(self.path)!r}, built_for={self.built_for}, "
                 f"torch_version={self.torch_version!r}, table_address={self.table_address:#x})")
 
     @property
-    def api(self) -> _abi.APIv1:
-        api: _abi.APIv1 = self._table.contents
+    def torch_tag(self) -> str:
+        """KestrelMPSTorchExtTorchTag(): the library's tag, e.g. "torch213"."""
+        tag: bytes = self.published_api.torch_tag()
+        return tag.decode()
+
+    @property
+    def api_pointer(self) -> int:
+        """The address KestrelMPSTorchExtAPI_v1() returns (the published table)."""
+        getter = self[_abi.GETTER_SYMBOL]
+        getter.argtypes = []
+        getter.restype = ctypes.c_void_p
+        address: int | None = getter()
+        if not address:
+            raise BridgeCallError(-1, "NULL", f"{_abi.GETTER_SYMBOL} returned NULL")
+        return address
+
+    @property
+    def published_api(self) -> _abi.PublishedAPI:
+        """The published table, read through its getter."""
+        return _abi.PublishedAPI.from_address(self.api_pointer)
+
+    @property
+    def api(self) -> _abi.ExtAPI:
+        api: _abi.ExtAPI = self._table.contents
         return api
 
     @property
@@ -123,25 +150,25 @@ class TorchMPSBridge:
         self._check(self.api.resolve_tensors(objects, n, access, out, ctypes.byref(failed)))
         return [TensorDescriptor.from_c(t) for t in out]
 
-    def _handle(self, entry: str) -> int:
+    def _stream_handle(self, entry: str) -> int:
         out = ctypes.c_void_p()
         self._check(getattr(self.api, entry)(ctypes.byref(out)))
         return out.value or 0
 
     def current_stream(self) -> int:
-        return self._handle("current_stream")
+        return self._stream_handle("current_stream")
 
     def command_buffer(self) -> int:
-        return self._handle("command_buffer")
+        return self._stream_handle("command_buffer")
 
     def command_queue(self) -> int:
-        return self._handle("command_queue")
+        return self._stream_handle("command_queue")
 
     def device(self) -> int:
-        return self._handle("device")
+        return self._stream_handle("device")
 
     def dispatch_queue(self) -> int:
-        return self._handle("dispatch_queue")
+        return self._stream_handle("dispatch_queue")
 
     def end_kernel_coalescing(self) -> None:
         self._check(self.api.end_kernel_coalescing())

@@ -7,6 +7,7 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 from . import _abi, _paths
 from ._binary import BinaryCheckError, check_shared_library
@@ -17,7 +18,7 @@ from ._errors import (
     UnsupportedTorchVersionError,
 )
 
-__all__ = ["load_torch_mps_bridge", "select_library", "open_library", "torch_minor"]
+__all__ = ["get_api_pointer", "load_torch_mps_bridge", "select_library", "open_library", "torch_minor"]
 
 _lock = threading.Lock()
 _bridge: TorchMPSBridge | None = None
@@ -70,7 +71,8 @@ def select_library(torch_version: str, directory: Path | None = None) -> Path:
         return path
     bundled = _paths.bundled_minors(directory)
     raise UnsupportedTorchVersionError(
-        f"kestrel-mps-torch-ext has no bridge library for the installed torch {torch_version}: "
+        f"kestrel-mps-torch-ext has no bridge library for the installed torch {torch_version} "
+        f"(torch{major}{minor}; patch releases share their minor's library): "
         f"{name} is not in {directory} (bundled torch minors: {_format_minors(bundled)}). "
         f"Install a torch of a bundled minor, install a kestrel-mps-torch-ext wheel built for "
         f"torch {major}.{minor}, or build it from source against the installed torch "
@@ -107,34 +109,50 @@ def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
             f"package or build it from source against the installed torch."
         ) from e
     try:
-        api = _abi.APIv1.in_dll(private, _abi.API_SYMBOL)
-    except ValueError as e:
+        api = _abi.ExtAPI.in_dll(private, _abi.API_SYMBOL)
+        getter = private[_abi.GETTER_SYMBOL]
+    except (ValueError, AttributeError) as e:
         _dlclose(private._handle)
         raise BridgeLoadError(
-            f"kestrel-mps-torch-ext: {path} exports no {_abi.API_SYMBOL}; it is not a bridge "
-            f"library. Reinstall the package."
+            f"kestrel-mps-torch-ext: {path} exports no {_abi.API_SYMBOL} or no "
+            f"{_abi.GETTER_SYMBOL}; it is not a bridge library. Reinstall the package."
         ) from e
-    problem = None
-    if api.abi_version != _abi.ABI_VERSION or api.struct_size < ctypes.sizeof(_abi.APIv1):
-        problem = (
-            f"it has ABI version {api.abi_version} and a {api.struct_size}-byte table, this "
-            f"package needs ABI {_abi.ABI_VERSION} and at least {ctypes.sizeof(_abi.APIv1)} bytes"
-        )
-    elif (api.torch_version_major, api.torch_version_minor) != expected:
-        problem = (
-            f"it was built for torch {api.torch_version_major}.{api.torch_version_minor}."
-            f"{api.torch_version_patch}, but torch {torch_version} is running"
-        )
+    problem = _table_problem(api, getter, expected)
+    del api, getter
     if problem is not None:
-        address = ctypes.addressof(api)
-        del api
         _dlclose(private._handle)
         raise BridgeMismatchError(
-            f"kestrel-mps-torch-ext refuses {path}: {problem} (table at {address:#x}). The file "
-            f"was renamed or misplaced; reinstall the package."
+            f"kestrel-mps-torch-ext refuses {path}: {problem}. The file was renamed, misplaced "
+            f"or built from other sources; reinstall the package."
         )
-    ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL | getattr(os, "RTLD_NOLOAD", 0))
-    return TorchMPSBridge(path, torch_version, ctypes.pointer(api))
+    promoted = ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL | getattr(os, "RTLD_NOLOAD", 0))
+    return TorchMPSBridge(path, torch_version, promoted._handle)
+
+
+def _table_problem(api: _abi.ExtAPI, getter: Any, expected: tuple[int, int]) -> str | None:
+    """Why the library's two tables do not fit this package and torch
+    `expected`, or None."""
+    if api.abi_version != _abi.ABI_VERSION or api.struct_size < ctypes.sizeof(_abi.ExtAPI):
+        return (
+            f"it has extension ABI version {api.abi_version} and a {api.struct_size}-byte table, "
+            f"this package needs ABI {_abi.ABI_VERSION} and at least {ctypes.sizeof(_abi.ExtAPI)} bytes"
+        )
+    built = (api.torch_version_major, api.torch_version_minor)
+    if built != expected:
+        return (
+            f"it was built for torch {built[0]}.{built[1]}.{api.torch_version_patch}, but torch "
+            f"{expected[0]}.{expected[1]} is running"
+        )
+    getter.argtypes = []
+    getter.restype = ctypes.POINTER(_abi.PublishedAPI)
+    published = getter().contents
+    tag = published.torch_tag().decode()
+    if published.api_version != _abi.PUBLISHED_API_VERSION or tag != f"torch{built[0]}{built[1]}":
+        return (
+            f"its published table says api_version {published.api_version} and tag {tag!r}, "
+            f"expected {_abi.PUBLISHED_API_VERSION} and 'torch{built[0]}{built[1]}'"
+        )
+    return None
 
 
 def load_torch_mps_bridge() -> TorchMPSBridge:
@@ -155,3 +173,9 @@ def load_torch_mps_bridge() -> TorchMPSBridge:
             version = str(torch.__version__)
             _bridge = open_library(select_library(version), version)
         return _bridge
+
+
+def get_api_pointer() -> int:
+    """The address KestrelMPSTorchExtAPI_v1() returns: the published table of
+    the bridge for the running torch (loaded first if need be)."""
+    return load_torch_mps_bridge().api_pointer

@@ -7,13 +7,23 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["get_include", "cmake_dir", "library_dir", "library_name", "bundled_minors"]
+__all__ = [
+    "get_include",
+    "cmake_dir",
+    "library_dir",
+    "library_name",
+    "library_path",
+    "bundled_minors",
+    "parse_tag",
+]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 LIBRARY_SUFFIX = ".dylib" if sys.platform == "darwin" else ".so"
-_LIBRARY_RE = re.compile(
-    r"^libkestrel_mps_torch_ext_torch(\d)(\d+)" + re.escape(LIBRARY_SUFFIX) + r"$"
-)
+# A torch tag is "torch" + major + minor ("torch29", "torch213"), as in the
+# published package's file names; the major is one digit.
+_TAG = r"torch(\d)(\d+)"
+_TAG_RE = re.compile(_TAG)
+_LIBRARY_RE = re.compile(r"^libkestrel_mps_torch_ext_" + _TAG + re.escape(LIBRARY_SUFFIX) + r"$")
 
 
 def get_include() -> str:
@@ -31,16 +41,40 @@ LIBRARY_DIR_ENV = "KESTREL_MPS_TORCH_EXT_LIBRARY_DIR"
 
 
 def library_dir() -> Path:
-    """Directory holding the per-torch-minor bridge libraries: the package's
-    own lib/, or $KESTREL_MPS_TORCH_EXT_LIBRARY_DIR when set (a locally built
-    or sanitizer-instrumented library; every check still applies)."""
+    """Directory holding the per-torch-minor bridge libraries: the package
+    directory itself (the published layout), or
+    $KESTREL_MPS_TORCH_EXT_LIBRARY_DIR when set (a locally built or
+    sanitizer-instrumented library; every check still applies)."""
     override = os.environ.get(LIBRARY_DIR_ENV)
-    return Path(override) if override else _PACKAGE_DIR / "lib"
+    return Path(override) if override else _PACKAGE_DIR
 
 
 def library_name(major: int, minor: int) -> str:
     """File name of the bridge library for torch major.minor on this OS."""
     return f"libkestrel_mps_torch_ext_torch{major}{minor}{LIBRARY_SUFFIX}"
+
+
+def parse_tag(torch_tag: str) -> tuple[int, int]:
+    """(major, minor) of a torch tag such as "torch213"; ValueError otherwise."""
+    m = _TAG_RE.fullmatch(torch_tag) if isinstance(torch_tag, str) else None
+    if m is None:
+        raise ValueError(f"not a torch tag: {torch_tag!r} (expected 'torch' + major + minor, e.g. 'torch213')")
+    return int(m[1]), int(m[2])
+
+
+def library_path(torch_tag: str | None = None) -> Path:
+    """Path of the bridge library for torch_tag (e.g. "torch213"; default the
+    running torch's, which imports torch). The file need not exist: check
+    with .is_file(), or let load_torch_mps_bridge() explain what is missing."""
+    if torch_tag is None:
+        import torch
+
+        from ._loader import torch_minor
+
+        major, minor = torch_minor(str(torch.__version__))
+    else:
+        major, minor = parse_tag(torch_tag)
+    return library_dir() / library_name(major, minor)
 
 
 def bundled_minors(directory: Path | None = None) -> list[tuple[int, int]]:

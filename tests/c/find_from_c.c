@@ -6,5 +6,5 @@
 #undef RTLD_DEFAULT
 #include "kestrel_mps_api.h"
 
-const KestrelMPSTorchExtAPIv1* find_from_c(const char** why);
-const KestrelMPSTorchExtAPIv1* find_from_c(const char** why) { return kestrel_mps_find_api(why); }
+const kestrel_mps_ext_api* find_from_c(const char** why);
+const kestrel_mps_ext_api* find_from_c(const char** why) { return kestrel_mps_find_api(why); }

@@ -36,9 +36,9 @@ int64_t eval_int(const char* expr) {
   return v;
 }
 
-const KestrelMPSTorchExtAPIv1* api() {
+const kestrel_mps_ext_api* api() {
   const char* why = nullptr;
-  const KestrelMPSTorchExtAPIv1* a = kestrel_mps_find_api(&why);
+  const kestrel_mps_ext_api* a = kestrel_mps_find_api(&why);
   INFO(why);
   REQUIRE(a != nullptr);
   return a;
@@ -56,9 +56,9 @@ TEST_CASE("the helper reports a bridge that is not loaded yet") {
 
 TEST_CASE("after Python loads the bridge, dlsym finds a table for this torch") {
   run("import kestrel_mps_torch_ext\nbridge = kestrel_mps_torch_ext.load_torch_mps_bridge()");
-  const KestrelMPSTorchExtAPIv1* a = api();
+  const kestrel_mps_ext_api* a = api();
   CHECK(a->abi_version == KESTREL_MPS_ABI_VERSION);
-  CHECK(a->struct_size == sizeof(KestrelMPSTorchExtAPIv1));
+  CHECK(a->struct_size == sizeof(kestrel_mps_ext_api));
   CHECK(int64_t(a->torch_version_major) == eval_int("int(torch.__version__.split('.')[0])"));
   CHECK(int64_t(a->torch_version_minor) == eval_int("int(torch.__version__.split('.')[1])"));
   CHECK(reinterpret_cast<std::uintptr_t>(a) == uint64_t(eval_int("bridge.table_address")));

@@ -8,8 +8,8 @@
 
 namespace {
 
-KestrelMPSTorchExtAPIv1 valid_table() {
-  KestrelMPSTorchExtAPIv1 api;
+kestrel_mps_ext_api valid_table() {
+  kestrel_mps_ext_api api;
   std::memset(&api, 0, sizeof api);
   api.struct_size = sizeof api;
   api.abi_version = KESTREL_MPS_ABI_VERSION;
@@ -38,25 +38,26 @@ TEST_CASE("descriptor layout is the documented one (LP64)") {
 }
 
 TEST_CASE("table layout: version fields lead, entries follow in ABI order") {
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, struct_size) == 0);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, abi_version) == 4);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, torch_version_major) == 16);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, resolve_tensor) == 32);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, resolve_tensors) == 40);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, current_stream) == 48);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, command_buffer) == 56);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, command_queue) == 64);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, device) == 72);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, dispatch_queue) == 80);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, end_kernel_coalescing) == 88);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, synchronize) == 96);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, run_on_stream_queue) == 104);
-  CHECK(offsetof(KestrelMPSTorchExtAPIv1, last_error) == 112);
-  CHECK(sizeof(KestrelMPSTorchExtAPIv1) == 120);
+  CHECK(offsetof(kestrel_mps_ext_api, struct_size) == 0);
+  CHECK(offsetof(kestrel_mps_ext_api, abi_version) == 4);
+  CHECK(offsetof(kestrel_mps_ext_api, torch_version_major) == 16);
+  CHECK(offsetof(kestrel_mps_ext_api, resolve_tensor) == 32);
+  CHECK(offsetof(kestrel_mps_ext_api, resolve_tensors) == 40);
+  CHECK(offsetof(kestrel_mps_ext_api, current_stream) == 48);
+  CHECK(offsetof(kestrel_mps_ext_api, command_buffer) == 56);
+  CHECK(offsetof(kestrel_mps_ext_api, command_queue) == 64);
+  CHECK(offsetof(kestrel_mps_ext_api, device) == 72);
+  CHECK(offsetof(kestrel_mps_ext_api, dispatch_queue) == 80);
+  CHECK(offsetof(kestrel_mps_ext_api, end_kernel_coalescing) == 88);
+  CHECK(offsetof(kestrel_mps_ext_api, synchronize) == 96);
+  CHECK(offsetof(kestrel_mps_ext_api, run_on_stream_queue) == 104);
+  CHECK(offsetof(kestrel_mps_ext_api, last_error) == 112);
+  CHECK(offsetof(kestrel_mps_ext_api, command_encoder) == 120);
+  CHECK(sizeof(kestrel_mps_ext_api) == 128);
 }
 
 TEST_CASE("every status has a distinct name") {
-  for (int s = KESTREL_MPS_OK; s <= KESTREL_MPS_ERROR_INTERNAL; ++s) {
+  for (int s = KESTREL_MPS_OK; s <= KESTREL_MPS_ERROR_COPY_ON_WRITE; ++s) {
     const std::string name = kestrel_mps_status_name(s);
     CHECK(name.rfind("KESTREL_MPS_", 0) == 0);
     CHECK(name != "KESTREL_MPS_ERROR_UNKNOWN");
@@ -65,12 +66,12 @@ TEST_CASE("every status has a distinct name") {
     }
   }
   CHECK(std::string(kestrel_mps_status_name(-1)) == "KESTREL_MPS_ERROR_UNKNOWN");
-  CHECK(std::string(kestrel_mps_status_name(11)) == "KESTREL_MPS_ERROR_UNKNOWN");
+  CHECK(std::string(kestrel_mps_status_name(14)) == "KESTREL_MPS_ERROR_UNKNOWN");
 }
 
 TEST_CASE("check_api accepts a current table and a newer, larger one") {
   const char* why = nullptr;
-  KestrelMPSTorchExtAPIv1 api = valid_table();
+  kestrel_mps_ext_api api = valid_table();
   CHECK(kestrel_mps_check_api(&api, &why) == &api);
   CHECK(std::string(why).empty());
 
@@ -82,7 +83,7 @@ TEST_CASE("check_api accepts a current table and a newer, larger one") {
 
 TEST_CASE("check_api refuses what this consumer cannot use, with a reason") {
   const char* why = nullptr;
-  KestrelMPSTorchExtAPIv1 api = valid_table();
+  kestrel_mps_ext_api api = valid_table();
 
   CHECK(kestrel_mps_check_api(nullptr, &why) == nullptr);
   CHECK(std::string(why).find("not loaded") != std::string::npos);
@@ -103,6 +104,38 @@ TEST_CASE("check_api refuses what this consumer cannot use, with a reason") {
   CHECK(std::string(why).find("descriptor") != std::string::npos);
 
   CHECK(kestrel_mps_check_api(nullptr, nullptr) == nullptr);  // no message pointer: no crash
+}
+
+TEST_CASE("published layouts (LP64): every field 8 bytes, in the published order") {
+  CHECK(offsetof(KestrelMPSTensorView, mtl_buffer) == 0);
+  CHECK(offsetof(KestrelMPSTensorView, storage_offset_bytes) == 8);
+  CHECK(offsetof(KestrelMPSTensorView, element_size_bytes) == 16);
+  CHECK(offsetof(KestrelMPSTensorView, scalar_type) == 24);
+  CHECK(offsetof(KestrelMPSTensorView, dim) == 32);
+  CHECK(offsetof(KestrelMPSTensorView, sizes) == 40);
+  CHECK(offsetof(KestrelMPSTensorView, strides) == 40 + 8 * KESTREL_MPS_TORCH_EXT_MAX_DIMS);
+  CHECK(offsetof(KestrelMPSTensorView, numel) == 296);
+  CHECK(sizeof(KestrelMPSTensorView) == 304);
+  CHECK(offsetof(KestrelMPSStreamView, stream) == 0);
+  CHECK(offsetof(KestrelMPSStreamView, device) == 8);
+  CHECK(offsetof(KestrelMPSStreamView, queue) == 16);
+  CHECK(sizeof(KestrelMPSStreamView) == 24);
+  CHECK(offsetof(KestrelMPSTorchExtAPI, api_version) == 0);
+  CHECK(offsetof(KestrelMPSTorchExtAPI, torch_tag) == 8);
+  CHECK(offsetof(KestrelMPSTorchExtAPI, tensor_view_from_pyobject) == 16);
+  CHECK(offsetof(KestrelMPSTorchExtAPI, current_stream_view) == 24);
+  CHECK(offsetof(KestrelMPSTorchExtAPI, end_kernel_coalescing) == 32);
+  CHECK(offsetof(KestrelMPSTorchExtAPI, command_buffer) == 40);
+  CHECK(offsetof(KestrelMPSTorchExtAPI, commit_stream) == 48);
+  CHECK(sizeof(KestrelMPSTorchExtAPI) == 56);
+  CHECK(KESTREL_MPS_TORCH_EXT_MAX_DIMS == 16);
+  CHECK(KESTREL_MPS_TORCH_EXT_API_VERSION == 1);
+}
+
+TEST_CASE("published functions are noexcept in C++, as published") {
+  CHECK(noexcept(KestrelMPSTorchExtAPI_v1()));
+  CHECK(noexcept(KestrelMPSCommandEncoder(nullptr, nullptr)));
+  CHECK(noexcept(KestrelMPSTensorViewFromPyObject(nullptr, nullptr)));
 }
 
 int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }

@@ -8,15 +8,15 @@
 #include "kestrel_mps_api.h"
 
 extern "C" {
-const KestrelMPSTorchExtAPIv1* find_from_c(const char** why);
+const kestrel_mps_ext_api* find_from_c(const char** why);
 
-__attribute__((visibility("default"))) extern const KestrelMPSTorchExtAPIv1
-    KestrelMPSTorchExtAPI_v1;
-const KestrelMPSTorchExtAPIv1 KestrelMPSTorchExtAPI_v1 = {
-    sizeof(KestrelMPSTorchExtAPIv1), KESTREL_MPS_ABI_VERSION, sizeof(kestrel_mps_tensor),
+__attribute__((visibility("default"))) extern const kestrel_mps_ext_api
+    KestrelMPS_kmte_ext_v1;
+const kestrel_mps_ext_api KestrelMPS_kmte_ext_v1 = {
+    sizeof(kestrel_mps_ext_api), KESTREL_MPS_ABI_VERSION, sizeof(kestrel_mps_tensor),
     KESTREL_MPS_MAX_NDIM, 2, 99, 7, 0,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-    nullptr, nullptr};
+    nullptr, nullptr, nullptr};
 }
 
 TEST_CASE("find_api finds the exported table through RTLD_DEFAULT") {
@@ -24,15 +24,15 @@ TEST_CASE("find_api finds the exported table through RTLD_DEFAULT") {
   FAIL("C++ on glibc and macOS defines RTLD_DEFAULT");
 #endif
   const char* why = nullptr;
-  const KestrelMPSTorchExtAPIv1* api = kestrel_mps_find_api(&why);
-  REQUIRE(api == &KestrelMPSTorchExtAPI_v1);
+  const kestrel_mps_ext_api* api = kestrel_mps_find_api(&why);
+  REQUIRE(api == &KestrelMPS_kmte_ext_v1);
   CHECK(api->torch_version_minor == 99);
   CHECK(std::string(why).empty());
 }
 
 TEST_CASE("find_api finds it through dlopen(NULL) from strict C11") {
   const char* why = nullptr;
-  CHECK(find_from_c(&why) == &KestrelMPSTorchExtAPI_v1);
+  CHECK(find_from_c(&why) == &KestrelMPS_kmte_ext_v1);
 }
 
 int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }

@@ -1,12 +1,11 @@
-// The one exported symbol: the v1 table. Each entry checks its arguments,
-// then runs its concern (tensor.cpp or a stream backend) under the barrier.
-#include <Python.h>
-
-#include <cstring>
-
+// The extension front end: the kestrel_mps_ext_api table, exported as the
+// data symbol KestrelMPS_kmte_ext_v1. Argument checks here; the work is the
+// resolve core (tensor.cpp) and the stream core (stream.h) under the queue
+// discipline, shared with the published front end (api_published.cpp).
 #include <torch/version.h>
 
 #include "barrier.h"
+#include "queue_discipline.h"
 #include "stream.h"
 #include "tensor.h"
 
@@ -17,6 +16,8 @@
 namespace kestrel_shim {
 namespace {
 
+using Queue = QueueDiscipline<stream::Queues>;
+
 #define KESTREL_REQUIRE_ARG(cond, entry, what) \
   do {                                         \
     if (!(cond)) {                             \
@@ -24,28 +25,9 @@ namespace {
     }                                          \
   } while (0)
 
-// Reading a PyObject without the GIL races with the interpreter; refusing
-// costs one thread-state lookup. From 3.12 on the attached thread state is
-// thread-local and NULL while the GIL is released, which is cheaper to read
-// than PyGILState_Check's TSS lookup (3 ns of a 15 ns resolve on 3.11).
-inline bool holds_gil() {
-#if PY_VERSION_HEX >= 0x030D0000
-  return PyThreadState_GetUnchecked() != nullptr;
-#elif PY_VERSION_HEX >= 0x030C0000
-  return _PyThreadState_UncheckedGet() != nullptr;
-#else
-  return PyGILState_Check() != 0;
-#endif
-}
-
 kestrel_mps_status api_resolve_tensor(void* py_tensor, uint32_t access,
                                       kestrel_mps_tensor* out) {
   KESTREL_REQUIRE_ARG(out != nullptr, "resolve_tensor", "out is NULL");
-  if (!holds_gil()) {
-    std::memset(out, 0, sizeof *out);
-    return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,
-                "resolve_tensor: the calling thread does not hold the Python GIL");
-  }
   return resolve_tensor(py_tensor, access, out);
 }
 
@@ -60,35 +42,68 @@ kestrel_mps_status api_resolve_tensors(void* const* py_tensors, size_t count,
   KESTREL_REQUIRE_ARG(out != nullptr, "resolve_tensors", "out is NULL");
   KESTREL_REQUIRE_ARG(count <= PTRDIFF_MAX / sizeof(kestrel_mps_tensor), "resolve_tensors",
                       "count is too large");
-  if (!holds_gil()) {
-    return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,
-                "resolve_tensors: the calling thread does not hold the Python GIL");
-  }
   return resolve_tensors(py_tensors, count, access, out, failed_index);
 }
 
-template <kestrel_mps_status (*Backend)(void**)>
-kestrel_mps_status api_handle(void** out, const char* entry) {
+// A handle of the current stream, from any thread.
+template <void* (*Get)(void*)>
+kestrel_mps_status any_thread_handle(const char* entry, void** out) {
   KESTREL_REQUIRE_ARG(out != nullptr, entry, "out is NULL");
-  return guarded(entry, [&] { return Backend(out); });
+  return guarded_stream(entry, [&] {
+    *out = Get(Queue::current());
+    return KESTREL_MPS_OK;
+  });
 }
 
-kestrel_mps_status api_current_stream(void** out) {
-  return api_handle<stream::current_stream>(out, "current_stream");
+// body(stream) for the stream whose queue the caller is on; refused off it.
+template <class Body>
+kestrel_mps_status on_queue(const char* entry, Body&& body) {
+  return guarded_stream(entry, [&]() -> kestrel_mps_status {
+    void* stream = nullptr;
+    const kestrel_mps_status status = Queue::require_on_queue(entry, &stream);
+    if (status != KESTREL_MPS_OK) return status;
+    return body(stream);
+  });
 }
-kestrel_mps_status api_command_buffer(void** out) {
-  return api_handle<stream::command_buffer>(out, "command_buffer");
+
+void* stream_itself(void* stream) { return stream; }
+
+kestrel_mps_status api_current_stream(void** out) {
+  return any_thread_handle<stream_itself>("current_stream", out);
 }
 kestrel_mps_status api_command_queue(void** out) {
-  return api_handle<stream::command_queue>(out, "command_queue");
+  return any_thread_handle<stream::command_queue>("command_queue", out);
 }
-kestrel_mps_status api_device(void** out) { return api_handle<stream::device>(out, "device"); }
+kestrel_mps_status api_device(void** out) {
+  return any_thread_handle<stream::device>("device", out);
+}
 kestrel_mps_status api_dispatch_queue(void** out) {
-  return api_handle<stream::dispatch_queue>(out, "dispatch_queue");
+  return any_thread_handle<stream::serial_queue>("dispatch_queue", out);
+}
+
+kestrel_mps_status api_command_buffer(void** out) {
+  KESTREL_REQUIRE_ARG(out != nullptr, "command_buffer", "out is NULL");
+  return on_queue("command_buffer", [&](void* stream) {
+    // Ending coalescing first lets the caller open an encoder of its own.
+    stream::end_kernel_coalescing(stream);
+    *out = stream::command_buffer(stream);
+    return KESTREL_MPS_OK;
+  });
+}
+
+kestrel_mps_status api_command_encoder(void** out) {
+  KESTREL_REQUIRE_ARG(out != nullptr, "command_encoder", "out is NULL");
+  return on_queue("command_encoder", [&](void* stream) {
+    *out = stream::command_encoder(stream);
+    return KESTREL_MPS_OK;
+  });
 }
 
 kestrel_mps_status api_end_kernel_coalescing() {
-  return guarded("end_kernel_coalescing", [] { return stream::end_kernel_coalescing(); });
+  return on_queue("end_kernel_coalescing", [](void* stream) {
+    stream::end_kernel_coalescing(stream);
+    return KESTREL_MPS_OK;
+  });
 }
 
 kestrel_mps_status api_synchronize(int32_t sync_kind) {
@@ -96,12 +111,23 @@ kestrel_mps_status api_synchronize(int32_t sync_kind) {
                           sync_kind == KESTREL_MPS_SYNC_COMMIT_AND_WAIT ||
                           sync_kind == KESTREL_MPS_SYNC_COMMIT_AND_CONTINUE,
                       "synchronize", "sync_kind is not a KESTREL_MPS_SYNC_* value");
-  return guarded("synchronize", [&] { return stream::synchronize(sync_kind); });
+  return guarded_stream("synchronize", [&] {
+    void* stream = Queue::current();
+    // On the queue, so that the commit cannot race torch's own encoders
+    // (the torch 2.14 two-thread crash, pytorch #197805).
+    return Queue::on_queue_of("synchronize", stream, [&]() noexcept {
+      return guarded("synchronize", [&] {
+        stream::synchronize(stream, sync_kind);
+        return KESTREL_MPS_OK;
+      });
+    });
+  });
 }
 
 kestrel_mps_status api_run_on_stream_queue(void (*fn)(void*), void* context) {
   KESTREL_REQUIRE_ARG(fn != nullptr, "run_on_stream_queue", "fn is NULL");
-  return guarded("run_on_stream_queue", [&] { return stream::run_on_stream_queue(fn, context); });
+  return guarded_stream("run_on_stream_queue",
+                        [&] { return Queue::run("run_on_stream_queue", fn, context); });
 }
 
 const char* api_last_error() { return last_error(); }
@@ -111,13 +137,12 @@ const char* api_last_error() { return last_error(); }
 
 extern "C" {
 
-__attribute__((visibility("default"))) extern const KestrelMPSTorchExtAPIv1
-    KestrelMPSTorchExtAPI_v1;
+__attribute__((visibility("default"))) extern const kestrel_mps_ext_api KestrelMPS_kmte_ext_v1;
 
 // Constant-initialised: no constructor runs at load time, so the table is
 // complete the moment dlopen() returns.
-const KestrelMPSTorchExtAPIv1 KestrelMPSTorchExtAPI_v1 = {
-    sizeof(KestrelMPSTorchExtAPIv1),
+const kestrel_mps_ext_api KestrelMPS_kmte_ext_v1 = {
+    sizeof(kestrel_mps_ext_api),
     KESTREL_MPS_ABI_VERSION,
     sizeof(kestrel_mps_tensor),
     KESTREL_MPS_MAX_NDIM,
@@ -136,6 +161,7 @@ const KestrelMPSTorchExtAPIv1 KestrelMPSTorchExtAPI_v1 = {
     kestrel_shim::api_synchronize,
     kestrel_shim::api_run_on_stream_queue,
     kestrel_shim::api_last_error,
+    kestrel_shim::api_command_encoder,
 };
 
 }  // extern "C"

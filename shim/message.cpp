@@ -1,4 +1,4 @@
-#include "barrier.h"
+#include "message.h"
 
 #include <cstdarg>
 #include <cstdio>
