@@ -7,7 +7,7 @@ TESTS="$BUILD/tests"
 "$PY" -c "import kestrel_mps_torch_ext" 2>/dev/null || build_and_install_wheel
 build_catch2_tests
 VG=(valgrind -q --error-exitcode=9 --suppressions="$ROOT/tools/valgrind.supp")
-for t in kestrel_header_tests kestrel_helper_tests kestrel_queued_call_tests; do
+for t in kestrel_header_tests kestrel_helper_tests kestrel_queue_discipline_tests; do
   echo "== valgrind $t"
   "${VG[@]}" --leak-check=full "$TESTS/tests/c/$t"
 done

@@ -117,7 +117,7 @@ def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
             f"kestrel-mps-torch-ext: {path} exports no {_abi.API_SYMBOL} or no "
             f"{_abi.GETTER_SYMBOL}; it is not a bridge library. Reinstall the package."
         ) from e
-    problem = _table_problem(api, getter, expected)
+    problem = _table_problem(api, getter, expected, torch_version)
     del api, getter
     if problem is not None:
         _dlclose(private._handle)
@@ -129,9 +129,9 @@ def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
     return TorchMPSBridge(path, torch_version, promoted._handle)
 
 
-def _table_problem(api: _abi.ExtAPI, getter: Any, expected: tuple[int, int]) -> str | None:
-    """Why the library's two tables do not fit this package and torch
-    `expected`, or None."""
+def _table_problem(api: _abi.ExtAPI, getter: Any, expected: tuple[int, int], torch_version: str) -> str | None:
+    """Why the library's two tables do not fit this package and the running
+    torch_version (of minor `expected`), or None."""
     if api.abi_version != _abi.ABI_VERSION or api.struct_size < ctypes.sizeof(_abi.ExtAPI):
         return (
             f"it has extension ABI version {api.abi_version} and a {api.struct_size}-byte table, "
@@ -141,7 +141,7 @@ def _table_problem(api: _abi.ExtAPI, getter: Any, expected: tuple[int, int]) -> 
     if built != expected:
         return (
             f"it was built for torch {built[0]}.{built[1]}.{api.torch_version_patch}, but torch "
-            f"{expected[0]}.{expected[1]} is running"
+            f"{torch_version} is running"
         )
     getter.argtypes = []
     getter.restype = ctypes.POINTER(_abi.PublishedAPI)

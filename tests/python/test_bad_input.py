@@ -127,6 +127,20 @@ def test_tensors_without_bindable_storage(bridge, factory, status, words):
     assert words in e.message
 
 
+@pytest.mark.parametrize(
+    "make_view, words",
+    [(lambda: torch.randn(3, dtype=torch.complex64).conj(), "conjugate view"),
+     (lambda: torch._neg_view(torch.randn(2, 2)), "negative view"),
+     (lambda: torch.randn(4, 2, dtype=torch.complex128).conj()[1:], "resolve_conj")],
+    ids=["conj", "neg", "conj_slice"],
+)
+def test_conjugate_and_negative_views_are_refused_not_silently_wrong(bridge, make_view, words):
+    e = failure(bridge, make_view())
+    assert e.status_name == UNSUPPORTED and words in e.message
+    e = failure(bridge, make_view(), writable=True)
+    assert e.status_name == UNSUPPORTED
+
+
 def test_too_many_dims(bridge):
     t = torch.zeros((1,) * 17)
     e = failure(bridge, t)

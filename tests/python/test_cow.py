@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import ctypes
 
+import pytest
 import torch
+
+import kestrel_mps_torch_ext as kmte
+from conftest import requires_mps
 
 
 def test_read_keeps_the_shared_buffer_and_write_gets_its_own(bridge):
@@ -32,3 +36,27 @@ def test_read_keeps_the_shared_buffer_and_write_gets_its_own(bridge):
 def test_write_on_a_plain_tensor_keeps_its_buffer(bridge):
     t = torch.zeros(4)
     assert bridge.resolve(t, writable=True).buffer == t.untyped_storage().data_ptr()
+
+
+def test_published_view_reads_a_lazy_clone_without_separating_it(bridge):
+    import kestrel_mps_torch_ext._abi as abi
+
+    original = torch.arange(8.0)
+    clone = torch._lazy_clone(original)
+    shared = bridge.resolve(original).buffer
+    view = abi.TensorView()
+    assert bridge.published_api.tensor_view_from_pyobject(clone, ctypes.byref(view)) is None
+    assert view.mtl_buffer == shared  # the published entry reads: nothing materialized
+
+
+@requires_mps
+@pytest.mark.mps
+def test_mps_write_to_a_lazy_clone_is_refused_not_memcpyd(bridge):
+    original = torch.arange(8.0, device="mps")
+    clone = torch._lazy_clone(original)
+    with pytest.raises(kmte.BridgeCallError) as info:
+        bridge.resolve(clone, writable=True)
+    assert info.value.status_name == "KESTREL_MPS_ERROR_COPY_ON_WRITE"
+    assert "clone()" in info.value.message
+    assert bridge.resolve(clone).buffer == bridge.resolve(original).buffer  # still shared, still readable
+    assert bridge.resolve(clone.clone(), writable=True).writable

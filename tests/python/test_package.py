@@ -23,15 +23,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="nm -D is the ELF form; macOS uses the exports list")
-def test_the_library_exports_exactly_one_symbol(bridge):
+def test_the_library_exports_the_published_eight_and_our_extension(bridge):
     out = subprocess.run(["nm", "-D", "--defined-only", str(bridge.path)], capture_output=True, text=True, check=True)
-    names = [line.split()[-1] for line in out.stdout.splitlines() if line.strip()]
-    assert names == ["KestrelMPSTorchExtAPI_v1"]
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
+    names = {row[-1]: row[-2] for row in rows}
+    published = set(abi.PUBLISHED_FUNCTIONS)
+    assert published <= set(names)
+    assert all(names[n] == "T" for n in published)  # functions, the getter included
+    ours = set(names) - published
+    assert ours == {abi.API_SYMBOL}
+    assert all(n.startswith("KestrelMPS") for n in ours)
+    assert names[abi.API_SYMBOL] in ("R", "D")  # the extension table is data
 
 
 def test_table_sizes_match_the_python_mirror(bridge):
     api = bridge.api
-    assert api.struct_size == ctypes.sizeof(abi.APIv1)
+    assert api.struct_size == ctypes.sizeof(abi.ExtAPI)
     assert api.tensor_struct_size == ctypes.sizeof(abi.Tensor) == 312
     assert api.max_ndim == abi.MAX_NDIM
     assert api.abi_version == abi.ABI_VERSION
@@ -87,7 +94,7 @@ def test_cmake_consumer_finds_the_package_and_gets_the_include_dir(tmp_path):
 def test_packaging_is_a_declared_dependency():
     reqs = importlib.metadata.requires("kestrel-mps-torch-ext") or []
     assert any(r.startswith("packaging") for r in reqs)
-    assert importlib.metadata.metadata("kestrel-mps-torch-ext")["Requires-Python"] == "<3.15,>=3.10"
+    assert importlib.metadata.metadata("kestrel-mps-torch-ext")["Requires-Python"] == "<3.16,>=3.10"
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
 from conftest import expect_descriptor, requires_mps
 
-HANDLES = ("current_stream", "command_buffer", "command_queue", "device", "dispatch_queue")
+HANDLES = ("current_stream", "command_buffer", "command_queue", "device", "dispatch_queue", "command_encoder")
 
 no_mps_backend = pytest.mark.skipif(
     torch.backends.mps.is_available(), reason="this machine has a Metal device"
@@ -54,12 +54,24 @@ def test_unknown_sync_kind_is_an_argument_error_everywhere(bridge):
 # --- MPS-positive cases: compiled everywhere, run on macOS arm64 only -------
 
 
+ANY_THREAD = ("current_stream", "command_queue", "device", "dispatch_queue")
+
+
 @requires_mps
 @pytest.mark.mps
-@pytest.mark.parametrize("entry", HANDLES)
+@pytest.mark.parametrize("entry", ANY_THREAD)
 def test_mps_handles_are_non_null(bridge, entry):
     assert bridge.has_mps_stream
     assert getattr(bridge, entry)() != 0
+
+
+@requires_mps
+@pytest.mark.mps
+@pytest.mark.parametrize("entry", ["command_buffer", "command_encoder"])
+def test_mps_queue_only_handles_refuse_an_off_queue_caller(bridge, entry):
+    out = ctypes.c_void_p(77)
+    assert abi.STATUS_NAMES[getattr(bridge.api, entry)(ctypes.byref(out))] == "KESTREL_MPS_ERROR_WRONG_QUEUE"
+    assert out.value == 77 and "off the stream's serial queue" in bridge.last_error()
 
 
 @requires_mps
@@ -79,9 +91,9 @@ def test_mps_tensor_buffer_is_its_storages_mtlbuffer(bridge):
 def test_mps_end_coalescing_then_commit_keeps_torch_results(bridge):
     a = torch.randn(256, device="mps")
     b = a * 2 + 1  # left in PyTorch's coalesced encoder
-    bridge.end_kernel_coalescing()
-    assert bridge.command_buffer() != 0
-    bridge.synchronize(wait=False)
+    with pytest.raises(kmte.BridgeCallError, match="WRONG_QUEUE"):
+        bridge.end_kernel_coalescing()  # off the queue: refused, not raced
+    bridge.synchronize(wait=False)  # moves onto the queue itself
     c = b - 1
     bridge.synchronize(wait=True)
     torch.testing.assert_close(c.cpu(), (a.cpu() * 2 + 1) - 1)

@@ -1,0 +1,93 @@
+"""The published Python API: load_torch_mps_bridge() returns a ctypes.CDLL
+whose attributes are the exported functions, get_api_pointer(),
+library_path(torch_tag=None), and the unsupported-minor ImportError."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+import kestrel_mps_torch_ext as kmte
+import kestrel_mps_torch_ext._abi as abi
+from kestrel_mps_torch_ext import _loader, _paths
+
+RUNNING = _loader.torch_minor(torch.__version__)
+TAG = f"torch{RUNNING[0]}{RUNNING[1]}"
+
+
+def test_bridge_is_a_ctypes_cdll_with_the_published_functions(bridge):
+    assert isinstance(bridge, ctypes.CDLL)
+    assert bridge is kmte.load_torch_mps_bridge()
+    for name in abi.PUBLISHED_FUNCTIONS:
+        assert callable(getattr(bridge, name)), name
+
+
+def test_getter_by_attribute_as_the_published_loader_used_it(bridge):
+    getter = bridge.KestrelMPSTorchExtAPI_v1
+    getter.argtypes = []
+    getter.restype = ctypes.c_void_p
+    address = getter()
+    assert address == kmte.get_api_pointer() == bridge.api_pointer
+    assert getter() == address  # one static table
+    table = abi.PublishedAPI.from_address(address)
+    assert table.api_version == abi.PUBLISHED_API_VERSION == 1
+    # Each entry is the exported function of the same name.
+    for field, name in [("torch_tag", "KestrelMPSTorchExtTorchTag"),
+                        ("tensor_view_from_pyobject", "KestrelMPSTensorViewFromPyObject"),
+                        ("current_stream_view", "KestrelMPSGetCurrentStreamView"),
+                        ("end_kernel_coalescing", "KestrelMPSEndKernelCoalescing"),
+                        ("command_buffer", "KestrelMPSCommandBuffer"),
+                        ("commit_stream", "KestrelMPSCommitStream")]:
+        entry = ctypes.cast(getattr(table, field), ctypes.c_void_p).value
+        assert entry == ctypes.cast(getattr(bridge, name), ctypes.c_void_p).value, field
+
+
+def test_torch_tag(bridge):
+    tag = bridge.KestrelMPSTorchExtTorchTag
+    tag.restype = ctypes.c_char_p
+    assert tag().decode() == TAG == bridge.torch_tag
+
+
+def test_tensor_view_through_the_python_table(bridge):
+    t = torch.arange(12.0).reshape(3, 4)[1:, 1:]
+    view = abi.TensorView()
+    if torch.backends.mps.is_available():
+        t = t.to("mps")
+    assert bridge.published_api.tensor_view_from_pyobject(t, ctypes.byref(view)) is None
+    assert view.mtl_buffer == t.untyped_storage().data_ptr()
+    assert view.storage_offset_bytes == 5 * 4 and view.dim == 2 and view.numel == 6
+    assert list(view.sizes[:3]) == [2, 3, 0] and list(view.strides[:3]) == [4, 1, 0]
+
+
+def test_library_path_default_and_tags(bridge):
+    assert kmte.library_path() == bridge.path
+    assert kmte.library_path(TAG) == bridge.path
+    assert kmte.library_path("torch29").name == _paths.library_name(2, 9)
+    assert kmte.library_path("torch215").parent == bridge.path.parent
+    assert not kmte.library_path("torch28").exists()
+
+
+@pytest.mark.parametrize("bad", ["2.13", "torch", "torchx13", "torch2", "Torch213", "torch2.13", ""])
+def test_library_path_refuses_what_is_not_a_tag(bad):
+    with pytest.raises(ValueError, match="torch tag"):
+        kmte.library_path(bad)
+
+
+def test_unsupported_minor_is_an_import_error_naming_version_tag_minors_file_and_remedy():
+    with pytest.raises(ImportError) as info:
+        _loader.select_library("2.8.1+cu126")
+    msg = str(info.value)
+    for part in ("2.8.1+cu126", "torch28", _paths.library_name(2, 8), f"{RUNNING[0]}.{RUNNING[1]}",
+                 "build it from source"):
+        assert part in msg, part
+
+
+def test_version_is_written_once_and_follows_the_published_line():
+    import importlib.metadata
+
+    from packaging.version import Version
+
+    assert importlib.metadata.version("kestrel-mps-torch-ext") == kmte.__version__
+    assert Version(kmte.__version__) >= Version("0.2.0")
