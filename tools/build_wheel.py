@@ -42,8 +42,11 @@ def installed_torch() -> str:
 def build_shim(torch_root: Path, build_dir: Path) -> Path:
     """Configure and build the shim against torch_root; returns the library."""
     start = time.monotonic()
+    # Linked with its install rpath: copied into the wheel, it must find
+    # torch beside the package, not in this machine's build cache.
     subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-G", "Ninja",
                     "-DCMAKE_BUILD_TYPE=Release", f"-DKESTREL_TORCH_ROOT={torch_root}",
+                    "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
                     f"-DPython_EXECUTABLE={sys.executable}"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(["cmake", "--build", str(build_dir), "--target", "kestrel_shim"], check=True,
                    stdout=subprocess.DEVNULL)
@@ -60,6 +63,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "dist")
     parser.add_argument("--build-dir", type=Path, default=ROOT / "build" / "minors")
     parser.add_argument("--repair", action="store_true", help="auditwheel/delocate with torch excluded")
+    parser.add_argument("--available-only", action="store_true",
+                        help="leave out, saying so, the versions with no torch wheel for this Python")
     args = parser.parse_args()
 
     if sys.platform == "darwin":
@@ -70,7 +75,13 @@ def main() -> int:
     for version in args.versions:
         if minor_of(version) == installed:
             continue  # the wheel build itself covers the installed torch
-        root = torch_wheels.torch_root(version, platforms)
+        try:
+            root = torch_wheels.torch_root(version, platforms)
+        except SystemExit as e:
+            if not args.available_only:
+                raise
+            print(f"left out torch {version}: {e}")
+            continue
         extra.append(build_shim(root, args.build_dir / f"torch{version}"))
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +100,7 @@ def main() -> int:
     grafted = [n for n in names if ".libs/" in n or ".dylibs/" in n]
     if grafted:
         raise SystemExit(f"{wheel} bundles foreign libraries: {grafted}")
-    libs = sorted(n.rsplit("/", 1)[-1] for n in names if "/lib/lib" in n)
+    libs = sorted(n.rsplit("/", 1)[-1] for n in names if "/libkestrel_mps_torch_ext_torch" in n)
     print(f"{wheel}\n  bundles: {', '.join(libs)}")
     return 0
 

@@ -5,18 +5,21 @@ PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${KESTREL_BUILD_DIR:-$ROOT/build}
 
-need_apt=()
-command -v cmake >/dev/null || need_apt+=(cmake)
-command -v ninja >/dev/null || need_apt+=(ninja-build)
-command -v g++ >/dev/null || need_apt+=(g++)
-if [[ ${KESTREL_WITH_TESTS:-0} == 1 ]]; then
-  [[ -f /usr/include/catch2/catch.hpp || -f /usr/include/catch2/catch_test_macros.hpp ]] || need_apt+=(catch2)
-  command -v clang >/dev/null || need_apt+=(clang)
-fi
-if ((${#need_apt[@]})); then
-  echo "== apt-get install ${need_apt[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+# apt on Linux; on macOS bring cmake, ninja and Catch2 yourself (brew).
+if [[ $(uname) == Linux ]]; then
+  need_apt=()
+  command -v cmake >/dev/null || need_apt+=(cmake)
+  command -v ninja >/dev/null || need_apt+=(ninja-build)
+  command -v g++ >/dev/null || need_apt+=(g++)
+  if [[ ${KESTREL_WITH_TESTS:-0} == 1 ]]; then
+    [[ -f /usr/include/catch2/catch.hpp || -f /usr/include/catch2/catch_test_macros.hpp ]] || need_apt+=(catch2)
+    command -v clang >/dev/null || need_apt+=(clang)
+  fi
+  if ((${#need_apt[@]})); then
+    echo "== apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  fi
 fi
 
 if ! "$PY" -c "import torch" 2>/dev/null; then

@@ -44,7 +44,9 @@ def download(version: str, platforms: tuple[str, ...], python: str | None = None
     for platform in platforms:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                "--platform", platform, "--python-version", python, "-d", str(dest), f"torch=={version}"]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        # This machine's pip.conf may cap torch (a constraint meant for
+        # installs); a download for another platform needs no cap.
+        out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PIP_CONSTRAINT": os.devnull})
         if out.returncode == 0 and (wheel := cached(platform)) is not None:
             return wheel
         errors.append(f"{platform}: {out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'no file'}")

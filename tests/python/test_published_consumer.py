@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import kestrel_mps_torch_ext as kmte
+from conftest import requires_mps
 from published_consumer import SCALAR_TYPES, V1Consumer, build, check_view
 from test_bad_input import (
     fake, functional, meta, mkldnn, nested, quantized, sparse_coo, sparse_csr, wrapper_subclass,
@@ -169,8 +170,8 @@ def test_stream_entries_say_mps_unavailable_off_macos(consumer):
         assert rc == 1 and "MPS unavailable" in message, entry
 
 
+@requires_mps
 @pytest.mark.mps
-@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs a Metal device (macOS on Apple silicon)")
 def test_mps_launch_sequence_on_the_queue(consumer):
     rc, text = consumer.launch()
     assert rc == 0, text
