@@ -1,9 +1,10 @@
-// What a kernel launch pays to describe its tensors, through the v1 table
-// exactly as a consumer calls it, against every alternative, on the same
+// What a kernel launch pays to describe its tensors, through both tables
+// exactly as consumers call them, against every alternative, on the same
 // real torch.Tensor objects in one process (Python embedded, GIL held).
 //
 //   floor            THPVariable_Unpack + storage pointer, offset, sizes, strides, dtype in C++
-//   kestrel          table->resolve_tensor (found with dlsym, as consumers do)
+//   kestrel_v1       the published table's tensor_view_from_pyobject (getter found with dlsym)
+//   kestrel          the extension table's resolve_tensor (found with dlsym, as consumers do)
 //   kestrel_batch8   table->resolve_tensors over 8 tensors (time per call)
 //   dlpack_c         torch's DLPack C exchange: dltensor_from_py_object_no_sync
 //   to_dlpack        torch.utils.dlpack.to_dlpack(t) (capsule created and freed)
@@ -49,6 +50,7 @@ namespace {
 
 PyObject* g_main = nullptr;
 const kestrel_mps_ext_api* g_api = nullptr;
+const KestrelMPSTorchExtAPI* g_v1 = nullptr;
 const DLPackExchangeAPI* g_dlpack = nullptr;
 
 PyObject* object(const char* name) {
@@ -127,6 +129,20 @@ void kestrel(benchmark::State& state, const char* name) {
   }
 }
 
+void kestrel_v1(benchmark::State& state, const char* name) {
+  PyObject* obj = object(name);
+  KestrelMPSTensorView v;
+  if (const char* err = g_v1->tensor_view_from_pyobject(obj, &v)) {
+    state.SkipWithError(err);
+    return;
+  }
+  AllocCounter count(state);
+  for (auto _ : state) {
+    g_v1->tensor_view_from_pyobject(obj, &v);
+    benchmark::DoNotOptimize(v);
+  }
+}
+
 void kestrel_batch8(benchmark::State& state) {
   PyObject* list = object("batch");
   void* objs[8];
@@ -185,6 +201,13 @@ exchange = torch.Tensor.__dlpack_c_exchange_api__
     std::fprintf(stderr, "bench: %s\n", why);
     return 2;
   }
+  const auto getter = reinterpret_cast<KestrelMPSTorchExtAPIGetter>(
+      dlsym(RTLD_DEFAULT, KESTREL_MPS_TORCH_EXT_GETTER_SYMBOL));
+  if (getter == nullptr) {
+    std::fprintf(stderr, "bench: no %s\n", KESTREL_MPS_TORCH_EXT_GETTER_SYMBOL);
+    return 2;
+  }
+  g_v1 = getter();
   g_dlpack = static_cast<const DLPackExchangeAPI*>(
       PyCapsule_GetPointer(object("exchange"), "dlpack_exchange_api"));
   if (g_dlpack == nullptr) {
@@ -195,6 +218,7 @@ exchange = torch.Tensor.__dlpack_c_exchange_api__
   for (const char* name : {"contiguous", "strided"}) {
     const std::string n(name);
     benchmark::RegisterBenchmark(("floor/" + n).c_str(), floor_, name);
+    benchmark::RegisterBenchmark(("kestrel_v1/" + n).c_str(), kestrel_v1, name);
     benchmark::RegisterBenchmark(("kestrel/" + n).c_str(), kestrel, name);
     benchmark::RegisterBenchmark(("dlpack_c/" + n).c_str(), dlpack_c, name);
     benchmark::RegisterBenchmark(("to_dlpack/" + n).c_str(), call_python, "to_dlpack", name);

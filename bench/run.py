@@ -119,7 +119,7 @@ def measure(args: argparse.Namespace) -> int:
     return 0
 
 
-ORDER = ["floor", "kestrel", "dlpack_c", "to_dlpack", "python"]
+ORDER = ["floor", "kestrel_v1", "kestrel", "dlpack_c", "to_dlpack", "python"]
 
 
 def table(r: dict) -> str:
@@ -131,6 +131,8 @@ def table(r: dict) -> str:
              "| per tensor | contiguous 4-D float | ratio to floor | strided view | ratio to floor | heap allocs per call |",
              "| --- | --- | --- | --- | --- | --- |"]
     for name in ORDER:
+        if f"{name}/contiguous" not in res:
+            continue
         c, s = res[f"{name}/contiguous"], res[f"{name}/strided"]
         fc, fs = res["floor/contiguous"]["median_ns"], res["floor/strided"]["median_ns"]
         lines.append(f"| {name} | {c['median_ns']:.1f} ns ({c['min_ns']:.1f}..{c['max_ns']:.1f}) | "
@@ -140,6 +142,11 @@ def table(r: dict) -> str:
     one = res["kestrel/contiguous"]["median_ns"]
     lines.append(f"| kestrel batch of 8 (per call) | {b['median_ns']:.1f} ns ({b['min_ns']:.1f}..{b['max_ns']:.1f}) | "
                  f"{b['median_ns'] / one:.2f}x one tensor | | | {b['allocs_per_call']:.3g} |")
+    if "kestrel_v1/contiguous" in res:
+        ratios = [res[f"kestrel_v1/{k}"]["median_ns"] / res[f"dlpack_c/{k}"]["median_ns"] for k in ("contiguous", "strided")]
+        verdict = "met" if max(ratios) <= 1 else "missed"
+        lines += ["", f"- published entry (kestrel_v1) / torch's DLPack C exchange: {ratios[0]:.2f}x contiguous, "
+                      f"{ratios[1]:.2f}x strided (goal: at or below 1x on both: {verdict})"]
     if "load_ms" in r:
         lo, lib = r["load_ms"], r["library"]
         lines += ["", f"- `load_torch_mps_bridge()` after `import torch`, cold, fresh process: median "
@@ -168,9 +175,9 @@ def report(args: argparse.Namespace) -> int:
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
     for ax, r in zip(axes[0], results):
-        names = ORDER
+        names = [n for n in ORDER if f"{n}/contiguous" in r["resolve"]]
         vals = [r["resolve"][f"{n}/contiguous"]["median_ns"] for n in names]
-        ax.barh(names[::-1], vals[::-1], color=["#888" if n != "kestrel" else "#d62" for n in names[::-1]])
+        ax.barh(names[::-1], vals[::-1], color=["#d62" if n.startswith("kestrel") else "#888" for n in names[::-1]])
         ax.set_xscale("log")
         ax.set_xlabel("ns per tensor (log scale), contiguous 4-D float")
         ax.set_title(f"{r['label']} (torch {r['machine']['torch']}, {r['machine']['device']})", fontsize=9)

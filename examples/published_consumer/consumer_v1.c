@@ -175,7 +175,7 @@ CONSUMER_EXPORT int v1_launch(char* text, size_t size) {
   }
   err = api->current_stream_view(&view);
   if (err != NULL) {
-    snprintf(text, size, "current_stream_view: %s", err);
+    snprintf(text, size, "%s", err);
     return 1;
   }
 #ifdef __APPLE__
