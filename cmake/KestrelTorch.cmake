@@ -7,7 +7,8 @@
 # Out: KESTREL_TORCH_VERSION_{MAJOR,MINOR,PATCH}, KESTREL_TORCH_INCLUDE_DIRS,
 #      KESTREL_TORCH_LIBRARY_DIR, KESTREL_TORCH_CXX11_ABI ("" when torch sets
 #      none, as on macOS), KESTREL_TORCH_CXX_STANDARD (the C++ standard torch's
-#      headers need: 17 up to 2.13, 20 from 2.14 on).
+#      own config asks for: 17 up to 2.11, 20 from 2.12 on; 17 when the file
+#      names none).
 
 if(NOT KESTREL_TORCH_ROOT)
   execute_process(

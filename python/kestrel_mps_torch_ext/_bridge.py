@@ -170,6 +170,9 @@ class TorchMPSBridge(ctypes.CDLL):
     def dispatch_queue(self) -> int:
         return self._stream_handle("dispatch_queue")
 
+    def command_encoder(self) -> int:
+        return self._stream_handle("command_encoder")
+
     def end_kernel_coalescing(self) -> None:
         self._check(self.api.end_kernel_coalescing())
 
