@@ -214,6 +214,30 @@ def test_resolve_without_the_gil_is_refused(bridge):
     assert "GIL" in bridge.last_error()
 
 
+def test_resolve_while_another_thread_holds_the_gil_is_refused(bridge):
+    """The GIL held by someone else is not ours: a C caller that released it
+    is refused even while another Python thread runs (and holds it)."""
+    import threading
+
+    fn = ctypes.CFUNCTYPE(abi.Status, ctypes.py_object, ctypes.c_uint32, ctypes.POINTER(abi.Tensor))
+    resolve = fn(ctypes.cast(bridge.api.resolve_tensor, ctypes.c_void_p).value)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(100))
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        out = abi.Tensor()
+        statuses = {resolve(torch.zeros(2), 0, ctypes.byref(out)) for _ in range(2000)}
+    finally:
+        stop.set()
+        th.join()
+    assert statuses == {8}  # KESTREL_MPS_ERROR_GIL_NOT_HELD every time, never a resolve
+
+
 def test_batch_without_the_gil_leaves_out_untouched(bridge):
     fn = ctypes.CFUNCTYPE(abi.Status, ctypes.POINTER(ctypes.py_object), ctypes.c_size_t,
                           ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(abi.Tensor),
