@@ -28,7 +28,9 @@ inline bool holds_gil() {
   return _PyThreadState_UncheckedGet() != nullptr;
 #else
   const PyThreadState* holder = _PyThreadState_UncheckedGet();
-  return holder != nullptr && holder->thread_id == static_cast<unsigned long>(pthread_self());
+  // CPython records pthread_self() as thread_id (an integer on Linux, a
+  // pointer on macOS).
+  return holder != nullptr && holder->thread_id == reinterpret_cast<unsigned long>(pthread_self());
 #endif
 }
 

@@ -157,7 +157,11 @@ def check(lib: Path) -> list[str]:
 def selftest(version: str, out: Path) -> bool:
     """The checks are not vacuous: a build of the wrong kind (no Metal
     backend, the build tree's rpath kept) must fail them, for those reasons."""
-    wrong = build(version, out / "selftest", "-selftest", ("-DKESTREL_STREAM_BACKEND=unavailable",))
+    try:
+        wrong = build(version, out / "selftest", "-selftest", ("-DKESTREL_STREAM_BACKEND=unavailable",))
+    except subprocess.CalledProcessError:
+        print("self-test: the deliberately wrong build did not even build")
+        return False
     problems = " | ".join(check(wrong))
     caught = all(w in problems for w in ("LC_RPATH", "dispatch_sync_f not imported",
                                           "objc_autoreleasePoolPush not imported",
