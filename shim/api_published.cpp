@@ -22,18 +22,14 @@
 namespace kestrel_shim {
 namespace {
 
-// body(stream) with the stream checked first, then the out-pointer.
+// body(stream) under the barrier, the stream checked first.
 template <class Body>
-const char* with_stream(const char* entry, void* stream, void** out, Body&& body) noexcept {
+const char* with_stream(const char* entry, void* stream, Body&& body) noexcept {
   if (stream == nullptr) {
     return published_result(fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT,
                                  "%s: stream is NULL (pass the stream of "
                                  "current_stream_view; there is no default)",
                                  entry));
-  }
-  if (out == nullptr) {
-    return published_result(
-        fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "%s: out is NULL", entry));
   }
   return published_result(guarded_stream(entry, [&] {
     body(stream);
@@ -41,13 +37,21 @@ const char* with_stream(const char* entry, void* stream, void** out, Body&& body
   }));
 }
 
-// Entries without an out-pointer pass this one, never NULL.
-void* no_out;
+// *out = get(stream), the stream checked before the out-pointer.
+template <class Get>
+const char* with_stream_out(const char* entry, void* stream, void** out, Get&& get) noexcept {
+  if (stream != nullptr && out == nullptr) {
+    return published_result(
+        fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "%s: out is NULL", entry));
+  }
+  return with_stream(entry, stream, [&](void* s) { *out = get(s); });
+}
 
 }  // namespace
 }  // namespace kestrel_shim
 
 using kestrel_shim::with_stream;
+using kestrel_shim::with_stream_out;
 using kestrel_shim::stream::Queues;
 
 KESTREL_EXPORT const char* KestrelMPSTorchExtTorchTag(void) noexcept {
@@ -76,25 +80,23 @@ KESTREL_EXPORT const char* KestrelMPSGetCurrentStreamView(KestrelMPSStreamView* 
 }
 
 KESTREL_EXPORT const char* KestrelMPSEndKernelCoalescing(void* stream) noexcept {
-  return with_stream("end_kernel_coalescing", stream, &kestrel_shim::no_out,
+  return with_stream("end_kernel_coalescing", stream,
                      [](void* s) { kestrel_shim::stream::end_kernel_coalescing(s); });
 }
 
 KESTREL_EXPORT const char* KestrelMPSCommandBuffer(void* stream, void** out) noexcept {
   // Does not end coalescing, as published.
-  return with_stream("command_buffer", stream, out,
-                     [&](void* s) { *out = kestrel_shim::stream::command_buffer(s); });
+  return with_stream_out("command_buffer", stream, out, kestrel_shim::stream::command_buffer);
 }
 
 KESTREL_EXPORT const char* KestrelMPSCommitStream(void* stream) noexcept {
-  return with_stream("commit_stream", stream, &kestrel_shim::no_out, [](void* s) {
+  return with_stream("commit_stream", stream, [](void* s) {
     kestrel_shim::stream::synchronize(s, KESTREL_MPS_SYNC_COMMIT);
   });
 }
 
 KESTREL_EXPORT const char* KestrelMPSCommandEncoder(void* stream, void** out) noexcept {
-  return with_stream("command_encoder", stream, out,
-                     [&](void* s) { *out = kestrel_shim::stream::command_encoder(s); });
+  return with_stream_out("command_encoder", stream, out, kestrel_shim::stream::command_encoder);
 }
 
 namespace {
