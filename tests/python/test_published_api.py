@@ -91,3 +91,9 @@ def test_version_is_written_once_and_follows_the_published_line():
 
     assert importlib.metadata.version("kestrel-mps-torch-ext") == kmte.__version__
     assert Version(kmte.__version__) >= Version("0.2.0")
+
+
+def test_tensor_view_with_a_null_out_is_refused_with_a_message(bridge):
+    message = bridge.published_api.tensor_view_from_pyobject(torch.zeros(2), None)
+    assert message is not None
+    assert ctypes.string_at(message).decode() == "tensor_view_from_pyobject: out is NULL"

@@ -179,3 +179,12 @@ def test_mps_launch_sequence_on_the_queue(consumer):
     assert all(int(v, 16) != 0 for v in fields.values())
     base = torch.arange(24.0, device="mps").reshape(4, 6)
     check_view(consumer, base[1:, 2:])
+
+
+@cpu_only
+@pytest.mark.parametrize("ndim", range(0, 9))
+def test_shapes_of_every_rank_including_zero_sizes(consumer, ndim):
+    g = torch.Generator().manual_seed(ndim)
+    for _ in range(10):
+        shape = tuple(int(x) for x in torch.randint(0, 4, (ndim,), generator=g))
+        check_view(consumer, torch.randn(shape, generator=g))
