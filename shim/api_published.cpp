@@ -11,8 +11,8 @@
 #include "stream.h"
 #include "tensor.h"
 
-#ifndef KESTREL_MPS_STREAM_BACKEND
-#error "the build must define KESTREL_MPS_STREAM_BACKEND to 0 or 1"
+#if !defined(KESTREL_MPS_STREAM_BACKEND) || !defined(KESTREL_MPS_ONLY_TENSORS)
+#error "the build must define KESTREL_MPS_STREAM_BACKEND and KESTREL_MPS_ONLY_TENSORS to 0 or 1"
 #endif
 
 #define KESTREL_EXPORT extern "C" __attribute__((visibility("default")))
@@ -60,10 +60,11 @@ KESTREL_EXPORT const char* KestrelMPSTorchExtTorchTag(void) noexcept {
 
 KESTREL_EXPORT const char* KestrelMPSTensorViewFromPyObject(PyObject* obj,
                                                             KestrelMPSTensorView* out) noexcept {
-  // macOS builds take MPS tensors only, as published; Linux builds also take
-  // CPU and CUDA tensors so that this path runs for real in tests.
+  // macOS builds take MPS tensors only, as published; Linux builds (and the
+  // simulated MPS runtime) also take CPU and CUDA tensors so that this path
+  // runs for real in tests.
   return kestrel_shim::published_result(
-      kestrel_shim::tensor_view(obj, out, /*mps_only=*/KESTREL_MPS_STREAM_BACKEND != 0));
+      kestrel_shim::tensor_view(obj, out, /*mps_only=*/KESTREL_MPS_ONLY_TENSORS != 0));
 }
 
 KESTREL_EXPORT const char* KestrelMPSGetCurrentStreamView(KestrelMPSStreamView* out) noexcept {

@@ -63,8 +63,17 @@ def select_library(torch_version: str, directory: Path | None = None) -> Path:
     """The bundled library for torch_version, or UnsupportedTorchVersionError
     naming the version, the bundled minors, the missing file and the ways out.
     Touches no native code: a pure function of the version and the files."""
-    directory = _paths.library_dir() if directory is None else directory
     major, minor = torch_minor(torch_version)
+    override = os.environ.get(_paths.LIBRARY_FILE_ENV)
+    if override and directory is None:
+        chosen = Path(override)
+        if not chosen.is_file():
+            raise BridgeLoadError(
+                f"kestrel-mps-torch-ext: {_paths.LIBRARY_FILE_ENV}={override} is not a file; "
+                f"unset it to load the bundled library"
+            )
+        return chosen
+    directory = _paths.library_dir() if directory is None else directory
     name = _paths.library_name(major, minor)
     path = directory / name
     if path.is_file():

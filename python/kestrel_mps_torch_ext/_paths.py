@@ -38,6 +38,10 @@ def cmake_dir() -> str:
 
 
 LIBRARY_DIR_ENV = "KESTREL_MPS_TORCH_EXT_LIBRARY_DIR"
+# One file to load instead of choosing by name (the simulated MPS runtime's
+# library, whose name the loader never picks by itself); every check of the
+# library's tables still applies.
+LIBRARY_FILE_ENV = "KESTREL_MPS_TORCH_EXT_LIBRARY"
 
 
 def library_dir() -> Path:
