@@ -115,7 +115,7 @@ kestrel_mps_status api_synchronize(int32_t sync_kind) {
     void* stream = Queue::current();
     // On the queue, so that the commit cannot race torch's own encoders
     // (the torch 2.14 two-thread crash, pytorch #197805).
-    return Queue::on_queue_of("synchronize", stream, [&]() noexcept {
+    return Queue::on_queue_of(stream, [&]() noexcept {
       return guarded("synchronize", [&] {
         stream::synchronize(stream, sync_kind);
         return KESTREL_MPS_OK;

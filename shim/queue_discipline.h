@@ -53,12 +53,13 @@ class QueueDiscipline {
     return KESTREL_MPS_OK;
   }
 
-  // Runs body() (noexcept, returns a status and sets the message) for
-  // `stream` on its queue: in place when the caller is already there.
+  // Runs body() (noexcept, returns a status and sets the whole message,
+  // entry name included) for `stream` on its queue: in place when the caller
+  // is already there. Either way the caller gets the same status and message.
   template <class Body>
-  static kestrel_mps_status on_queue_of(const char* entry, void* stream, Body&& body) {
+  static kestrel_mps_status on_queue_of(void* stream, Body&& body) {
     if (stream_here() == stream) return body();
-    return dispatch(entry, stream, body);
+    return dispatch(stream, body);
   }
 
   // run_on_stream_queue: fn(context) on the current stream's queue.
@@ -71,18 +72,19 @@ class QueueDiscipline {
                   "libdispatch: do the work directly",
                   entry);
     }
-    auto body = [fn, context]() noexcept -> kestrel_mps_status {
+    auto body = [entry, fn, context]() noexcept -> kestrel_mps_status {
       try {
         fn(context);
         return KESTREL_MPS_OK;
       } catch (const std::exception& e) {
-        return fail(KESTREL_MPS_ERROR_CALLBACK_FAILED, "the callback threw: %s", e.what());
+        return fail(KESTREL_MPS_ERROR_CALLBACK_FAILED, "%s: the callback threw: %s", entry,
+                    e.what());
       } catch (...) {
         return fail(KESTREL_MPS_ERROR_CALLBACK_FAILED,
-                    "the callback threw a non-standard exception");
+                    "%s: the callback threw a non-standard exception", entry);
       }
     };
-    return dispatch(entry, s, body);
+    return dispatch(s, body);
   }
 
  private:
@@ -112,10 +114,10 @@ class QueueDiscipline {
   }
 
   template <class Body>
-  static kestrel_mps_status dispatch(const char* entry, void* stream, Body& body) {
+  static kestrel_mps_status dispatch(void* stream, Body& body) {
     Dispatched call{&invoke<Body>, &body, stream, KESTREL_MPS_OK, {0}};
     Q::dispatch_sync(stream, &call, &trampoline);
-    if (call.status != KESTREL_MPS_OK) return fail(call.status, "%s: %s", entry, call.message);
+    if (call.status != KESTREL_MPS_OK) return fail(call.status, "%s", call.message);
     return KESTREL_MPS_OK;
   }
 

@@ -4,6 +4,7 @@
 // Objective-C parameter, so its mangled name is the one libtorch_cpu exports
 // (tools/build_macos.py links it against each macOS wheel to prove it).
 #include <atomic>
+#include <mutex>
 
 #include <dispatch/dispatch.h>
 
@@ -21,6 +22,14 @@ namespace kestrel_shim::stream {
 namespace {
 
 at::mps::MPSStream* as_stream(void* stream) { return static_cast<at::mps::MPSStream*>(stream); }
+
+// A NULL handle from torch becomes an error here, not a crash in the kernel
+// library that would bind or encode through it.
+template <class T>
+T* non_null(T* handle, const char* what) {
+  TORCH_CHECK(handle != nullptr, what, " returned NULL");
+  return handle;
+}
 
 // The key of our tag on a stream's serial queue; its value is the stream.
 char queue_key;
@@ -42,18 +51,30 @@ void* current_on_this_thread() {
     throw Unavailable(
         "torch reports no usable Metal device (torch.backends.mps.is_available() is False)");
   }
+  // torch creates the default stream with an unlocked check-then-create, so
+  // first calls from several threads at once could each make one, with
+  // queues of its own: ours create it once, before any of them asks.
+  static std::once_flag default_made;
+  std::call_once(default_made,
+                 [] { non_null(at::mps::getDefaultMPSStream(), "getDefaultMPSStream()"); });
   // From torch 2.14 (PR #190375) the current stream is per thread and not
   // always the default stream that torch::mps::* used up to 2.14.1.
-  at::mps::MPSStream* stream = at::mps::getCurrentMPSStream();
-  TORCH_CHECK(stream != nullptr, "getCurrentMPSStream() returned NULL");
-  return stream;
+  return non_null(at::mps::getCurrentMPSStream(), "getCurrentMPSStream()");
 }
 
-void* device(void* stream) { return as_stream(stream)->device(); }
-void* serial_queue(void* stream) { return as_stream(stream)->queue(); }
-void* command_queue(void* stream) { return as_stream(stream)->commandQueue(); }
-void* command_buffer(void* stream) { return as_stream(stream)->commandBuffer(); }
-void* command_encoder(void* stream) { return as_stream(stream)->commandEncoder(); }
+void* device(void* stream) { return non_null(as_stream(stream)->device(), "MPSStream::device()"); }
+void* serial_queue(void* stream) {
+  return non_null(as_stream(stream)->queue(), "MPSStream::queue()");
+}
+void* command_queue(void* stream) {
+  return non_null(as_stream(stream)->commandQueue(), "MPSStream::commandQueue()");
+}
+void* command_buffer(void* stream) {
+  return non_null(as_stream(stream)->commandBuffer(), "MPSStream::commandBuffer()");
+}
+void* command_encoder(void* stream) {
+  return non_null(as_stream(stream)->commandEncoder(), "MPSStream::commandEncoder()");
+}
 void end_kernel_coalescing(void* stream) { as_stream(stream)->endKernelCoalescing(); }
 
 void synchronize(void* stream, int32_t kind) {
@@ -69,7 +90,8 @@ static_assert(static_cast<int>(at::mps::SyncType::COMMIT_AND_CONTINUE) ==
 
 void Queues::tag(void* stream) {
   if (last_tagged.load(std::memory_order_acquire) == stream) return;
-  dispatch_queue_set_specific(as_stream(stream)->queue(), &queue_key, stream, nullptr);
+  dispatch_queue_set_specific(static_cast<dispatch_queue_t>(serial_queue(stream)), &queue_key,
+                              stream, nullptr);
   last_tagged.store(stream, std::memory_order_release);
 }
 
