@@ -21,7 +21,10 @@
 
 #include "kestrel_mps_torch_ext.h"
 
-#ifdef __APPLE__
+/* KESTREL_SIMULATED_MPS: the tests build the macOS path over the simulated
+ * MPS runtime (tests/sim), whose dispatch/dispatch.h stands in for Apple's. */
+#if defined(__APPLE__) || defined(KESTREL_SIMULATED_MPS)
+#define CONSUMER_HAS_QUEUE 1
 #include <dispatch/dispatch.h>
 #endif
 
@@ -140,7 +143,7 @@ CONSUMER_EXPORT int v1_stream_entry(const char* name, void* stream, int null_out
   return err == NULL ? 0 : 1;
 }
 
-#ifdef __APPLE__
+#ifdef CONSUMER_HAS_QUEUE
 struct launch {
   const KestrelMPSTorchExtAPI* api;
   KestrelMPSStreamView view;
@@ -178,7 +181,7 @@ CONSUMER_EXPORT int v1_launch(char* text, size_t size) {
     snprintf(text, size, "%s", err);
     return 1;
   }
-#ifdef __APPLE__
+#ifdef CONSUMER_HAS_QUEUE
   {
     struct launch l;
     memset(&l, 0, sizeof l);
