@@ -49,6 +49,7 @@ kestrel_mps_status api_resolve_tensors(void* const* py_tensors, size_t count,
 template <void* (*Get)(void*)>
 kestrel_mps_status any_thread_handle(const char* entry, void** out) {
   KESTREL_REQUIRE_ARG(out != nullptr, entry, "out is NULL");
+  *out = nullptr;  // cleared, so a failure never leaves a stale handle
   return guarded_stream(entry, [&] {
     *out = Get(Queue::current());
     return KESTREL_MPS_OK;
@@ -83,6 +84,7 @@ kestrel_mps_status api_dispatch_queue(void** out) {
 
 kestrel_mps_status api_command_buffer(void** out) {
   KESTREL_REQUIRE_ARG(out != nullptr, "command_buffer", "out is NULL");
+  *out = nullptr;
   return on_queue("command_buffer", [&](void* stream) {
     // Ending coalescing first lets the caller open an encoder of its own.
     stream::end_kernel_coalescing(stream);
@@ -93,6 +95,7 @@ kestrel_mps_status api_command_buffer(void** out) {
 
 kestrel_mps_status api_command_encoder(void** out) {
   KESTREL_REQUIRE_ARG(out != nullptr, "command_encoder", "out is NULL");
+  *out = nullptr;
   return on_queue("command_encoder", [&](void* stream) {
     *out = stream::command_encoder(stream);
     return KESTREL_MPS_OK;

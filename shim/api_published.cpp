@@ -44,6 +44,7 @@ const char* with_stream_out(const char* entry, void* stream, void** out, Get&& g
     return published_result(
         fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "%s: out is NULL", entry));
   }
+  if (out != nullptr) *out = nullptr;  // cleared, so a failure never leaves a stale handle
   return with_stream(entry, stream, [&](void* s) { *out = get(s); });
 }
 
@@ -73,6 +74,7 @@ KESTREL_EXPORT const char* KestrelMPSGetCurrentStreamView(KestrelMPSStreamView* 
     return published_result(
         fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "current_stream_view: out is NULL"));
   }
+  *out = KestrelMPSStreamView{nullptr, nullptr, nullptr};  // cleared on failure
   return published_result(guarded_stream("current_stream_view", [&] {
     void* stream = QueueDiscipline<Queues>::current();
     *out = KestrelMPSStreamView{stream, stream::device(stream), stream::serial_queue(stream)};

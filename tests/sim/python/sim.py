@@ -30,6 +30,9 @@ DETECT = {
     "already_encoding": 0, "committed_buffer": 1, "off_queue": 2, "concurrent": 3,
     "commit_with_open_encoder": 4, "not_an_object": 5,
 }
+# The extension's statuses by short name: STATUS["WRONG_QUEUE"].
+STATUS = {name.replace("KESTREL_MPS_ERROR_", "").replace("KESTREL_MPS_", ""): code
+          for code, name in _abi.STATUS_NAMES.items()}
 # launch.c's flags
 OWN_ENCODER, WRONG_OFFSET_ZERO, WRONG_NO_END_COALESCING = 1, 2, 4
 WRONG_STALE_BUFFER, WRONG_ENCODER_LEFT_OPEN, WRONG_NO_POOL = 8, 16, 32
