@@ -56,7 +56,7 @@ REQUIRED_IMPORTS = {
 # (torch's libc++ is loaded by then).
 _FLAT_OK = re.compile(
     r"^(_?Py|std::|operator (new|delete)|__cxa_|__gxx_personality|typeinfo for std::|"
-    r"vtable for (std::|__cxxabiv1::))"
+    r"(construction )?vtable for (std::|__cxxabiv1::)|VTT for std::)"
 )
 
 
