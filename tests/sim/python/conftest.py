@@ -11,7 +11,11 @@ whose breach the test asserts itself)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -43,3 +47,19 @@ def clean_model(request: pytest.FixtureRequest, rt: sim.Runtime):
         assert counts["outside_pool"] == 0, counts
         assert counts["pushes"] == counts["pops"], counts
         assert counts["out_of_order_pops"] == 0 and counts["unknown_pops"] == 0, counts
+
+
+def run_child(body: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """body in a fresh Python over the simulation (rt, sim and torch are
+    there); what it printed and how it ended. The timeout is the watchdog of
+    tests that could deadlock."""
+    here = str(Path(__file__).parent)
+    code = (f"import sys\nsys.path.insert(0, {here!r})\nimport sim, torch\nfrom pathlib import Path\n"
+            f"rt = sim.Runtime.load(Path({str(BUILD)!r}))\n{textwrap.dedent(body)}\nprint('survived')\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def child() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """run_child: a test body in a process of its own (traps, first use, deadlocks)."""
+    return run_child

@@ -9,7 +9,6 @@ import torch
 
 import sim
 from kestrel_mps_torch_ext import _abi
-from test_queue_rules import child  # noqa: F401 - fixture
 
 FAULTS = {
     "c10::Error": (sim.FAULT_C10, sim.STATUS["TORCH"], "torch error: "),
@@ -135,7 +134,7 @@ def test_encoder_off_the_queue_is_a_torch_error_under_pytorch_198039(rt: sim.Run
     ("constructor", sim.FAULT_C10), ("default_stream", sim.FAULT_C10), ("default_stream", sim.FAULT_NULL),
     ("is_available", sim.FAULT_STD),
 ])
-def test_first_use_faults_are_reported_and_retried(child, member: str, fault: int) -> None:  # noqa: F811
+def test_first_use_faults_are_reported_and_retried(child, member: str, fault: int) -> None:
     proc = child(f"""
         rt.model.kestrel_sim_mps_inject(sim.MEMBERS[{member!r}], {fault}, 1)
         status, handle = rt.ext_handle("current_stream")
@@ -151,7 +150,7 @@ def test_first_use_faults_are_reported_and_retried(child, member: str, fault: in
     assert "survived" in proc.stdout
 
 
-def test_no_usable_device_is_mps_unavailable(child) -> None:  # noqa: F811
+def test_no_usable_device_is_mps_unavailable(child) -> None:
     proc = child("""
         rt.set_option(sim.AVAILABLE, 0)
         status, _ = rt.ext_handle("current_stream")

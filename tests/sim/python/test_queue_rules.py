@@ -5,10 +5,6 @@ exactly as libdispatch does."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-
 import pytest
 
 import sim
@@ -111,23 +107,6 @@ def test_the_extension_never_touches_the_stream_off_its_queue(rt: sim.Runtime) -
     rt.ext_add(a, b, out, flags=0, sync=_abi.SYNC_COMMIT)
     rt.ext_add(a, b, out, flags=sim.OWN_ENCODER, sync=_abi.SYNC_COMMIT_AND_WAIT)
     assert torch.equal(out, a + b)
-
-
-def run_child(body: str, build: str, here: str) -> subprocess.CompletedProcess[str]:
-    """body in a fresh Python over the simulation; what it printed and how it ended."""
-    code = (f"import sys\nsys.path.insert(0, {here!r})\nimport sim\nfrom pathlib import Path\n"
-            f"rt = sim.Runtime.load(Path({build!r}))\n{textwrap.dedent(body)}\nprint('survived')\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture
-def child(request: pytest.FixtureRequest):
-    import os
-    from pathlib import Path
-
-    build = os.environ["KESTREL_SIM_BUILD"]
-    here = str(Path(__file__).parent)
-    return lambda body: run_child(body, build, here)
 
 
 def test_bridge_call_from_a_sync_onto_another_queue_traps_as_libdispatch_does(child) -> None:
