@@ -66,6 +66,15 @@ if(EXISTS "${_kestrel_config}")
   endif()
 endif()
 
+# A macOS wheel's torch on a Linux host (its dylibs cannot be linked here):
+# the targets compile against its headers and are never linked, as the
+# header checks of tools/test_macos.sh want.
+set(KESTREL_TORCH_HEADERS_ONLY FALSE)
+if(NOT APPLE AND EXISTS "${KESTREL_TORCH_LIBRARY_DIR}/libtorch_cpu.dylib")
+  set(KESTREL_TORCH_HEADERS_ONLY TRUE)
+  message(STATUS "kestrel: a macOS torch on a non-Apple host: compile only, nothing links")
+endif()
+
 message(STATUS "kestrel: torch ${KESTREL_TORCH_VERSION_MAJOR}.${KESTREL_TORCH_VERSION_MINOR}."
                "${KESTREL_TORCH_VERSION_PATCH} at ${KESTREL_TORCH_ROOT} (C++${KESTREL_TORCH_CXX_STANDARD})")
 
@@ -82,7 +91,7 @@ function(kestrel_use_torch target)
     target_compile_definitions(${target} PRIVATE _GLIBCXX_USE_CXX11_ABI=${KESTREL_TORCH_CXX11_ABI})
   endif()
   get_target_property(_type ${target} TYPE)
-  if(_type STREQUAL "OBJECT_LIBRARY")
+  if(_type STREQUAL "OBJECT_LIBRARY" OR KESTREL_TORCH_HEADERS_ONLY)
     return()
   endif()
   foreach(_lib torch_python torch_cpu c10)

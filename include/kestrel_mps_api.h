@@ -38,11 +38,32 @@
  * caller already runs on (KESTREL_MPS_ERROR_REENTRANT), where libdispatch
  * would trap.
  *
+ * Two rules no bridge can check, because libdispatch hides the facts it
+ * would need:
+ *  - Once in a block on the stream's queue, call the bridge directly. From
+ *    there a dispatch_sync onto a queue of your own hides the stream's queue
+ *    (a queue's specifics are looked up through the running queue's target
+ *    chain only), so a bridge entry that dispatches (synchronize,
+ *    run_on_stream_queue) would dispatch_sync onto a queue this thread
+ *    already owns: libdispatch traps ("dispatch_sync called on queue
+ *    already owned by current thread") and the process dies.
+ *  - In a block you dispatch yourself (dispatch_sync(view.queue, ...)),
+ *    push an autorelease pool (objc_autoreleasePoolPush/Pop, or
+ *    @autoreleasepool) around any Metal object you create there: the
+ *    bridge's pools cover its own entries only.
+ * A block on the queue must not wait for the GIL while another thread holds
+ * it and waits for the queue (torch does, in some entry points): run Python
+ * callbacks with the GIL held across the dispatch, or call only C there.
+ *
  * The command buffer's lifetime: PyTorch owns it and may commit and replace
  * it between two of your blocks (its own ops commit adaptively, and
  * commit-and-continue may be off, e.g. under Metal capture). Fetch it again
  * in every block, end any encoder of your own before leaving the block, and
  * never commit, wait on or release it yourself: ask the bridge to.
+ *
+ * A failing entry that hands out a handle sets *out to NULL (or zero-fills
+ * the view) when out is not NULL, so a stale handle never survives an
+ * error.
  *
  * Every stream entry of both front ends runs inside an autorelease pool of
  * its own (objc_autoreleasePoolPush/Pop), as do run_on_stream_queue's
@@ -166,8 +187,11 @@ const char* KestrelMPSTensorViewFromPyObject(
     PyObject* obj, KestrelMPSTensorView* out) KESTREL_MPS_NOEXCEPT;
 
 /* The calling thread's current MPS stream (torch 2.14 added per-thread
- * streams), its device and its serial queue. Fails off macOS, or on a Mac
- * without a Metal device. */
+ * streams), its device and its serial queue. Inside a block on a stream's
+ * queue, that queue's stream instead (the only one the block may touch;
+ * 0.1.x returned the thread's current stream there), once the bridge has
+ * seen that stream as some thread's current stream. Fails off macOS, or on
+ * a Mac without a Metal device. */
 const char* KestrelMPSGetCurrentStreamView(KestrelMPSStreamView* out)
     KESTREL_MPS_NOEXCEPT;
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "python"))
 import torch_wheels  # noqa: E402
 from kestrel_mps_torch_ext._binary import BinaryCheckError, check_shared_library  # noqa: E402
 
-MINORS = ["2.9.1", "2.10.0", "2.11.0", "2.12.1", "2.13.0", "2.14.1", "2.15.0"]
+MINORS = torch_wheels.supported_minors()
 TORCH_DYLIBS = {"libtorch_cpu", "libc10", "libtorch_python"}
 # Mach-O image symbols the linker defines itself.
 LINKER_SYMBOLS = {"__mh_dylib_header", "___dso_handle"}

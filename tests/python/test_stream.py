@@ -26,7 +26,7 @@ def test_handles_say_mps_unavailable_and_why(bridge, entry):
     out = ctypes.c_void_p(1234)
     status = getattr(bridge.api, entry)(ctypes.byref(out))
     assert abi.STATUS_NAMES[status] == "KESTREL_MPS_ERROR_MPS_UNAVAILABLE"
-    assert out.value == 1234  # out untouched on failure
+    assert out.value is None  # cleared on failure: no stale handle survives
     msg = bridge.last_error()
     assert entry in msg and "MPS unavailable" in msg
     major, minor = bridge.built_for[:2]

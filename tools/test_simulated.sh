@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The Metal half executed on Linux: the real stream backend (shim/stream_mps.cpp)
+# and both front ends built over the simulated MPS runtime (tests/sim: a model
+# of torch's MPSStream and of Metal, libdispatch and libobjc stand-ins; never
+# in a wheel), then its Catch2 tests and the pytest suite tests/sim/python,
+# for the torch of $PYTHON (default python3).
+#
+#   KESTREL_SIM_TORCH=2.14.1   run it for that torch, in a venv of its own
+#   KESTREL_SIM_LIBDISPATCH=<prefix>   a real libdispatch instead of the
+#       stand-in (swift-corelibs-libdispatch; its headers need clang, so set
+#       CC=clang CXX=clang++)
+#   KESTREL_SIM_TSAN=1   the build and the threads tests under ThreadSanitizer
+#       (tools/test_sanitizers.sh does this)
+KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
+if [[ -n ${KESTREL_SIM_TORCH:-} ]]; then
+  PY=$(torch_venv "$KESTREL_SIM_TORCH")
+fi
+version=$("$PY" -c "import torch; print(torch.__version__)")
+SIM_BUILD="$BUILD/sim-torch${version%%+*}${KESTREL_SIM_TSAN:+-tsan}"
+options=(-DKESTREL_SIMULATED_MPS=ON -DKESTREL_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+         -DPython_EXECUTABLE="$(command -v "$PY")")
+[[ -n ${KESTREL_SIM_LIBDISPATCH:-} ]] && options+=(-DKESTREL_SIM_LIBDISPATCH="$KESTREL_SIM_LIBDISPATCH")
+[[ -n ${KESTREL_SIM_TSAN:-} ]] && options+=(-DKESTREL_TSAN=ON)
+echo "== the simulated MPS runtime, torch $version${KESTREL_SIM_LIBDISPATCH:+, libdispatch from $KESTREL_SIM_LIBDISPATCH}${KESTREL_SIM_TSAN:+, ThreadSanitizer}"
+cmake -S "$ROOT" -B "$SIM_BUILD" -G Ninja "${options[@]}" >/dev/null
+cmake --build "$SIM_BUILD"
+export KESTREL_SIM_BUILD="$SIM_BUILD"
+export PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}"
+if [[ -n ${KESTREL_SIM_TSAN:-} ]]; then
+  # Python and torch are not instrumented: the runtime comes first.
+  export LD_PRELOAD=$(${CXX:-g++} -print-file-name=libtsan.so)
+  export TSAN_OPTIONS="halt_on_error=1 abort_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tools/tsan.supp"
+  echo "== ctest (the libdispatch stand-in and the queue discipline) under TSan"
+  (cd "$SIM_BUILD" && ctest --output-on-failure -R '^(sim_|queue_discipline)')
+  echo "== the threads tests under TSan"
+  cd "$ROOT/tests/sim/python" && "$PY" -m pytest -q -p no:cacheprovider test_threads.py test_two_streams.py "$@"
+  exit
+fi
+echo "== ctest over the simulation"
+(cd "$SIM_BUILD" && ctest --output-on-failure -R '^(sim_|queue_discipline)')
+echo "== pytest over the simulation (tests/sim/python)"
+cd "$ROOT/tests/sim/python" && "$PY" -m pytest -q -p no:cacheprovider . "$@"
