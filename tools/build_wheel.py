@@ -101,6 +101,9 @@ def main() -> int:
     grafted = [n for n in names if ".libs/" in n or ".dylibs/" in n]
     if grafted:
         raise SystemExit(f"{wheel} bundles foreign libraries: {grafted}")
+    doubles = [n for n in names if "simulated" in n or "kestrel_sim" in n or n.startswith("tests/")]
+    if doubles:
+        raise SystemExit(f"{wheel} contains test doubles (tests/sim): {doubles}")
     libs = sorted(n for n in names if "/libkestrel_mps_torch_ext_torch" in n)
     check_no_build_paths(wheel, libs)
     print(f"{wheel}\n  bundles: {', '.join(n.rsplit('/', 1)[-1] for n in libs)}")

@@ -2,7 +2,8 @@
 # The shim and the Catch2 tests built with AddressSanitizer and UBSan
 # (-DKESTREL_SANITIZE=ON), then: ctest, and the pytest suite with Python
 # loading the instrumented shim (KESTREL_MPS_TORCH_EXT_LIBRARY_DIR). Any
-# sanitizer report aborts the run (halt_on_error).
+# sanitizer report aborts the run (halt_on_error). Last, the simulated MPS
+# runtime and its threads tests under ThreadSanitizer (test_simulated.sh).
 KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
 ASAN_BUILD="$BUILD/asan"
 
@@ -22,3 +23,5 @@ LD_PRELOAD="$asan_rt" "$PY" -c "import kestrel_mps_torch_ext as k, sys; p = str(
 cd "$ROOT" && LD_PRELOAD="$asan_rt" KESTREL_HYPOTHESIS_EXAMPLES=${KESTREL_HYPOTHESIS_EXAMPLES:-1000} \
   KESTREL_STRESS_SECONDS=${KESTREL_STRESS_SECONDS:-4} \
   "$PY" -m pytest tests/python -q -p no:cacheprovider -k "not test_rss_flat" "$@"
+echo "== the simulated MPS runtime under ThreadSanitizer"
+KESTREL_SIM_TSAN=1 bash "$ROOT/tools/test_simulated.sh"

@@ -27,15 +27,24 @@ cmake --build "$SIM_BUILD"
 export KESTREL_SIM_BUILD="$SIM_BUILD"
 export PYTHONPATH="$ROOT/python${PYTHONPATH:+:$PYTHONPATH}"
 if [[ -n ${KESTREL_SIM_TSAN:-} ]]; then
-  # Python and torch are not instrumented: the runtime comes first.
-  export LD_PRELOAD=$(${CXX:-g++} -print-file-name=libtsan.so)
   export TSAN_OPTIONS="halt_on_error=1 abort_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tools/tsan.supp"
   echo "== ctest (the libdispatch stand-in and the queue discipline) under TSan"
   (cd "$SIM_BUILD" && ctest --output-on-failure -R '^(sim_|queue_discipline)')
   echo "== the threads tests under TSan"
-  cd "$ROOT/tests/sim/python" && "$PY" -m pytest -q -p no:cacheprovider test_threads.py test_two_streams.py "$@"
+  # Python and torch are not instrumented: the runtime is preloaded, into
+  # the interpreter itself (not a pyenv shim script).
+  real_py=$("$PY" -c "import sys; print(sys.executable)")
+  cd "$ROOT/tests/sim/python" && LD_PRELOAD=$(${CXX:-g++} -print-file-name=libtsan.so) \
+    "$real_py" -m pytest -q -p no:cacheprovider test_threads.py test_two_streams.py "$@"
   exit
 fi
+echo "== no wheel can be built with the simulation"
+if "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$SIM_BUILD/refused" \
+     -Ccmake.define.KESTREL_SIMULATED_MPS=ON "$ROOT" >"$SIM_BUILD/refused.log" 2>&1 ||
+   ! grep -q "KESTREL_SIMULATED_MPS" "$SIM_BUILD/refused.log"; then
+  echo "a wheel build with KESTREL_SIMULATED_MPS=ON was not refused as it should be"; exit 1
+fi
+echo "refused: $(grep -m1 -o 'KESTREL_SIMULATED_MPS[^"]*' "$SIM_BUILD/refused.log")"
 echo "== ctest over the simulation"
 (cd "$SIM_BUILD" && ctest --output-on-failure -R '^(sim_|queue_discipline)')
 echo "== pytest over the simulation (tests/sim/python)"

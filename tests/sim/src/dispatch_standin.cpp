@@ -147,6 +147,7 @@ class Workers {
       run_block(q, item.first, item.second);
     }
     release(chain);
+    dispatch_release(q);
   }
   std::mutex mutex_;
   std::condition_variable wake_;
@@ -203,6 +204,9 @@ void dispatch_async_f(dispatch_queue_t queue, void* context, dispatch_function_t
     q->pending.emplace_back(context, work);
     schedule = !q->drain_scheduled;
     q->drain_scheduled = true;
+    // A scheduled drain keeps the queue alive, as libdispatch's does: the
+    // caller may release it while the worker still runs (found by TSan).
+    if (schedule) ++q->references;
   }
   if (schedule) Workers::get().drain_later(q);
 }
