@@ -19,7 +19,12 @@ version=$("$PY" -c "import torch; print(torch.__version__)")
 SIM_BUILD="$BUILD/sim-torch${version%%+*}${KESTREL_SIM_TSAN:+-tsan}"
 options=(-DKESTREL_SIMULATED_MPS=ON -DKESTREL_BUILD_TESTS=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
          -DPython_EXECUTABLE="$(command -v "$PY")")
-[[ -n ${KESTREL_SIM_LIBDISPATCH:-} ]] && options+=(-DKESTREL_SIM_LIBDISPATCH="$KESTREL_SIM_LIBDISPATCH")
+if [[ -n ${KESTREL_SIM_LIBDISPATCH:-} ]]; then
+  SIM_BUILD+=-libdispatch
+  options+=(-DKESTREL_SIM_LIBDISPATCH="$KESTREL_SIM_LIBDISPATCH")
+  # What the tests load for their own dispatch_sync_f calls: the same library.
+  export KESTREL_SIM_DISPATCH_LIBRARY=$(ls "$KESTREL_SIM_LIBDISPATCH"/lib*/{,*/}libdispatch.so 2>/dev/null | head -1)
+fi
 [[ -n ${KESTREL_SIM_TSAN:-} ]] && options+=(-DKESTREL_TSAN=ON)
 echo "== the simulated MPS runtime, torch $version${KESTREL_SIM_LIBDISPATCH:+, libdispatch from $KESTREL_SIM_LIBDISPATCH}${KESTREL_SIM_TSAN:+, ThreadSanitizer}"
 cmake -S "$ROOT" -B "$SIM_BUILD" -G Ninja "${options[@]}" >/dev/null

@@ -80,6 +80,18 @@ Outcome in_child(F&& f) {
 
 bool is_trap_signal(int sig) { return sig == SIGILL || sig == SIGTRAP; }
 
+// libdispatch writes its message to the crash log that Apple's crash
+// reporter shows; a Linux build of the real one writes it nowhere, so only
+// the stand-in (which prints it to stderr) can be held to the text.
+void check_crash_message(const Outcome& o, const char* text) {
+#if KESTREL_SIM_STANDIN
+  CHECK(o.stderr_text.find(text) != std::string::npos);
+#else
+  (void)o;
+  (void)text;
+#endif
+}
+
 }  // namespace
 
 TEST_CASE("row 1: dispatch_sync_f from a thread not on S runs on the calling thread and sees S's tag") {
@@ -102,8 +114,7 @@ TEST_CASE("row 2: from a block on S, dispatch_sync_f onto S traps") {
   });
   CHECK(o.trapped);
   CHECK(is_trap_signal(o.signal));
-  CHECK(o.stderr_text.find("dispatch_sync called on queue already owned by current thread") !=
-        std::string::npos);
+  check_crash_message(o, "dispatch_sync called on queue already owned by current thread");
 }
 
 TEST_CASE("row 3: from a block on S, dispatch_sync_f onto a queue whose target is S traps") {
@@ -113,7 +124,7 @@ TEST_CASE("row 3: from a block on S, dispatch_sync_f onto a queue whose target i
   });
   CHECK(o.trapped);
   CHECK(is_trap_signal(o.signal));
-  CHECK(o.stderr_text.find("already owned by current thread") != std::string::npos);
+  check_crash_message(o, "already owned by current thread");
 }
 
 TEST_CASE("row 4: from a block on S, a sync onto an unrelated queue runs without S's tag") {
@@ -137,7 +148,7 @@ TEST_CASE("row 4: ... and a dispatch_sync_f onto S from there traps") {
   });
   CHECK(o.trapped);
   CHECK(is_trap_signal(o.signal));
-  CHECK(o.stderr_text.find("already owned by current thread") != std::string::npos);
+  check_crash_message(o, "already owned by current thread");
 }
 
 TEST_CASE("row 5: dispatch_async_f onto S runs on another thread and sees the tag") {
@@ -184,7 +195,7 @@ TEST_CASE("dispatch_assert_queue passes on the queue and traps off it") {
   });
   CHECK(o.trapped);
   CHECK(is_trap_signal(o.signal));
-  CHECK(o.stderr_text.find("BUG IN CLIENT OF LIBDISPATCH") != std::string::npos);
+  check_crash_message(o, "BUG IN CLIENT OF LIBDISPATCH");
 }
 
 TEST_CASE("dispatch_queue_get_specific reads the queue's own tag only") {

@@ -38,6 +38,16 @@ OWN_ENCODER, WRONG_OFFSET_ZERO, WRONG_NO_END_COALESCING = 1, 2, 4
 WRONG_STALE_BUFFER, WRONG_ENCODER_LEFT_OPEN, WRONG_NO_POOL = 8, 16, 32
 
 CALLBACK = _abi.QueueCallback
+# A real libdispatch (tools/test_simulated.sh with KESTREL_SIM_LIBDISPATCH)
+# instead of the stand-in.
+REAL_LIBDISPATCH = "KESTREL_SIM_DISPATCH_LIBRARY" in os.environ
+
+
+def crashed_saying(stderr: str, text: str) -> bool:
+    """Whether a trap printed libdispatch's message. The real libdispatch
+    writes it to the crash log Apple's crash reporter shows, and on Linux
+    nowhere: only the stand-in, which prints it, is held to the text."""
+    return REAL_LIBDISPATCH or text in stderr
 
 
 class ObjcCounts(ctypes.Structure):
