@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <dispatch/dispatch.h>
 
@@ -377,4 +378,63 @@ EXPORT int sim_run_threads(int threads, int launches, char* err, size_t size) {
     if (workers[t].failures) snprintf(err, size, "%s", workers[t].err);
   }
   return failures;
+}
+
+/* ---- the benchmark (bench/sim_launch.py) ------------------------------- */
+
+typedef struct direct_launch {
+  void* stream;
+  const operands* ops;
+} direct_launch;
+
+static void direct_on_queue(void* raw) { /* the same block, the model called directly */
+  direct_launch* l = (direct_launch*)raw;
+  void* pool = objc_autoreleasePoolPush();
+  encode(kestrel_sim_mps_coalesced_encoder(l->stream), l->ops, 0);
+  objc_autoreleasePoolPop(pool);
+}
+
+static double now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* Mean ns per launch of out = a + b over `iterations` launches (GIL held:
+ * ctypes.PyDLL), on the coalesced encoder, committing every 64th launch
+ * through the model's "torch" in every mode alike:
+ *   0 extension: resolve_tensors (3), run_on_stream_queue, command_encoder
+ *   1 published: tensor_view_from_pyobject (3), current_stream_view,
+ *     dispatch_sync_f + pool, KestrelMPSCommandEncoder
+ *   2 extension, operands resolved once: run_on_stream_queue, command_encoder
+ *   3 the model directly, operands resolved once: dispatch_sync_f onto the
+ *     stream's queue + pool, stream->commandEncoder()
+ * Returns a negative number on a failed launch (err says why). */
+EXPORT double sim_bench(int mode, void* a, void* b, void* out, int iterations, char* err,
+                        size_t size) {
+  operands ops;
+  void* stream = kestrel_sim_mps_default_stream();
+  double start;
+  int i, rc = 0;
+  register_once();
+  if (v1_find(err, size) != 0 || ext_operands(a, b, out, &ops, err, size) != 0) return -1;
+  start = now_ns();
+  for (i = 0; i < iterations && rc == 0; ++i) {
+    if (mode == 0) {
+      rc = ext_operands(a, b, out, &ops, err, size);
+      if (rc == 0) rc = ext_launch_ops(&ops, 0, 0, err, size);
+    } else if (mode == 1) {
+      rc = v1_operands(a, b, out, &ops, err, size);
+      if (rc == 0) rc = v1_launch_ops(&ops, 0, 0, err, size);
+    } else if (mode == 2) {
+      rc = ext_launch_ops(&ops, 0, 0, err, size);
+    } else {
+      direct_launch l;
+      l.stream = stream;
+      l.ops = &ops;
+      dispatch_sync_f((dispatch_queue_t)kestrel_sim_mps_stream_queue(stream), &l, direct_on_queue);
+    }
+    if (i % 64 == 63) kestrel_sim_mps_torch_op(stream, 1);
+  }
+  return rc == 0 ? (now_ns() - start) / iterations : -1.0;
 }

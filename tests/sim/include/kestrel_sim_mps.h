@@ -132,6 +132,9 @@ KESTREL_SIM_EXPORT void kestrel_sim_mps_gpu_wait_all(void);
  * a kernel of its own ("torch.op"), committing (COMMIT_ADAPTIVE) when
  * `commit` is non-zero. */
 KESTREL_SIM_EXPORT void kestrel_sim_mps_torch_op(void* stream, int commit);
+/* stream->commandEncoder(), called directly (no bridge): for the benchmark's
+ * baseline, from a block on the stream's queue. */
+KESTREL_SIM_EXPORT void* kestrel_sim_mps_coalesced_encoder(void* stream);
 
 /* ---- objects ----------------------------------------------------------- */
 KESTREL_SIM_EXPORT int kestrel_sim_is_command_buffer(void* object);

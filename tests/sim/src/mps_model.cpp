@@ -244,6 +244,11 @@ void kestrel_sim_mps_torch_op(void* stream, int commit) {
   dispatch_sync_f(op.stream->queue(), &op, torch_op_block);
 }
 
+void* kestrel_sim_mps_coalesced_encoder(void* stream) {
+  at::mps::MPSStream* s = as_stream(stream, "coalesced_encoder");
+  return s != nullptr ? static_cast<void*>(s->commandEncoder()) : nullptr;
+}
+
 void kestrel_sim_mps_reset(void) {
   reset_metal();
   current_stream = nullptr;
