@@ -66,7 +66,11 @@ def main() -> int:
     parser.add_argument("--repair", action="store_true", help="auditwheel/delocate with torch excluded")
     parser.add_argument("--available-only", action="store_true",
                         help="leave out, saying so, the versions with no torch wheel for this Python")
+    parser.add_argument("--all-minors", action="store_true",
+                        help="bundle every supported minor (tools/torch_minors.txt)")
     args = parser.parse_args()
+    if args.all_minors:
+        args.versions = torch_wheels.supported_minors()
 
     if sys.platform == "darwin":
         os.environ.setdefault("MACOSX_DEPLOYMENT_TARGET", "13.0")
