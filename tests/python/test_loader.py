@@ -267,3 +267,49 @@ def test_unsupported_torch_fails_before_any_native_code_is_loaded(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["UnsupportedTorchVersionError", "False"], out.stderr
+
+
+def sstripped_and_cut(data: bytes) -> bytes:
+    """The ELF library as sstrip leaves it (no section headers), cut in the
+    middle of its last loadable segment: every header still lies inside the
+    file, only a segment does not."""
+    import struct
+
+    phoff, = struct.unpack_from("<Q", data, 32)
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    loads = [struct.unpack_from("<IIQQQQ", data, phoff + i * phentsize) for i in range(phnum)]
+    last = max((p for p in loads if p[0] == 1 and p[5] > 0), key=lambda p: p[2])
+    cut = bytearray(data[: last[2] + last[5] // 2])
+    struct.pack_into("<Q", cut, 40, 0)  # e_shoff
+    struct.pack_into("<HH", cut, 60, 0, 0)  # e_shnum, e_shstrndx
+    return bytes(cut)
+
+
+def test_a_library_cut_mid_segment_without_section_headers_is_refused(tmp_path):
+    # Only the loader's segment check sees this file is incomplete; without
+    # it dlopen() maps the segment past the file's end and the process dies.
+    if LIB.read_bytes()[:4] != b"\x7fELF":
+        pytest.skip("an ELF case: this build's library is Mach-O (the Mach-O case is below)")
+    path = planted(tmp_path, sstripped_and_cut(LIB.read_bytes()))
+    with pytest.raises(kmte.BridgeLoadError) as info:
+        _loader.open_library(path, torch.__version__)
+    assert "segment lies past the end of the file" in str(info.value)
+    crash = subprocess.run([sys.executable, "-c", f"import ctypes; ctypes.CDLL({str(path)!r}); print('loaded')"],
+                           capture_output=True, text=True, timeout=60)
+    import signal
+
+    assert crash.returncode == -signal.SIGBUS, (crash.returncode, crash.stderr[-500:])
+
+
+def test_a_mach_o_segment_past_the_end_is_refused():
+    import struct
+
+    from kestrel_mps_torch_ext._binary import BinaryCheckError, _check_macho
+
+    segment = struct.pack("<II16sQQQQiiII", 0x19, 72, b"__TEXT", 0, 0x4000, 0, 0x4000, 5, 5, 0, 0)
+    header = struct.pack("<IiiIIIII", 0xFEEDFACF, 0x0100000C, 0, 6, 1, len(segment), 0, 0)
+    data = header + segment + b"\0" * 256  # the segment says 16 KiB, the file has 360 bytes
+    with pytest.raises(BinaryCheckError, match="Mach-O segment lies past the end"):
+        _check_macho(data, 0, len(data))
+    whole = header + segment + b"\0" * (0x4000 - len(header) - len(segment))
+    _check_macho(whole, 0, len(whole))  # the same library, complete, passes
