@@ -120,6 +120,27 @@ def test_cli_diagnostic_report_resolves_a_sample(bridge):
     assert text.returncode == 0 and "built_for_torch" in text.stdout
 
 
+def test_cli_reports_a_device_that_cannot_allocate_instead_of_raising(bridge):
+    # As on a hosted macOS runner: MPS "available", its first allocation fails.
+    code = (
+        "import sys, torch\n"
+        "torch.backends.mps.is_available = lambda: True\n"
+        "real = torch.arange\n"
+        "def arange(*a, device=None, **k):\n"
+        "    if device == 'mps': raise RuntimeError('MPS backend out of memory (simulated)')\n"
+        "    return real(*a, device=device, **k)\n"
+        "torch.arange = arange\n"
+        "from kestrel_mps_torch_ext.__main__ import main\n"
+        "sys.exit(main(['--json']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["mps_available"] is True
+    assert "failed: RuntimeError: MPS backend out of memory (simulated)" in info["sample_tensor"]
+    assert "current_stream" in info
+
+
 def test_cli_reports_an_unsupported_torch_and_exits_nonzero(tmp_path):
     code = (
         "import sys, pathlib, kestrel_mps_torch_ext._paths as p\n"
