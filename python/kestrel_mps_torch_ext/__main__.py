@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from . import __version__, cmake_dir, get_include, library_dir, supported_torch_minors
+from ._bridge import TorchMPSBridge
 from ._errors import KestrelMPSError
 
 
@@ -65,7 +66,7 @@ def _report() -> tuple[dict[str, Any], bool]:
     return _stream(bridge, info), True
 
 
-def _stream(bridge: Any, info: dict[str, Any]) -> dict[str, Any]:
+def _stream(bridge: TorchMPSBridge, info: dict[str, Any]) -> dict[str, Any]:
     try:
         info["current_stream"] = hex(bridge.current_stream())
     except KestrelMPSError as e:
