@@ -138,23 +138,26 @@ def check_no_build_paths(wheel: Path, members: list[str]) -> None:
 TORCH_LIBS = ("libtorch", "libc10", "libshm")
 
 
-def repair(wheel: Path, out: Path) -> Path:
-    """The wheel with its platform tag fixed and torch's libraries left out."""
+def repair(wheel: Path, out: Path, macos: bool = sys.platform == "darwin") -> Path:
+    """The wheel with its platform tag fixed and torch's libraries left out.
+
+    On macOS delocate cannot find torch's dylibs (@rpath/libtorch_cpu.dylib,
+    resolved at run time through @loader_path/../torch/lib) and --exclude only
+    filters what it copies: without --ignore-missing-dependencies it stops at
+    "Could not find all dependencies". Its output is shown on failure."""
     repaired = out / "repaired"
     repaired.mkdir(exist_ok=True)
-    if sys.platform == "darwin":
-        cmd = ["delocate-wheel", "-w", str(repaired)]
+    if macos:
+        cmd = ["delocate-wheel", "--ignore-missing-dependencies", "-w", str(repaired)]
         for lib in TORCH_LIBS:
             cmd += ["--exclude", lib]
     else:
         cmd = ["auditwheel", "repair", "-w", str(repaired)]
         for lib in TORCH_LIBS:
             cmd += ["--exclude", f"{lib}*.so"]
-    subprocess.run([*cmd, str(wheel)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.run([*cmd, str(wheel)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed on {wheel.name} (exit {proc.returncode}):\n{proc.stdout}{proc.stderr}")
     wheel.unlink()
     (fixed,) = repaired.glob("kestrel_mps_torch_ext-*.whl")
     return fixed.rename(out / fixed.name)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
