@@ -51,9 +51,11 @@
  *    push an autorelease pool (objc_autoreleasePoolPush/Pop, or
  *    @autoreleasepool) around any Metal object you create there: the
  *    bridge's pools cover its own entries only.
- * A block on the queue must not wait for the GIL while another thread holds
- * it and waits for the queue (torch does, in some entry points): run Python
- * callbacks with the GIL held across the dispatch, or call only C there.
+ * Run no Python on the queue. torch holds the GIL while it waits for the
+ * queue in some entry points, and Python code drops and retakes the GIL
+ * between bytecodes: a Python callback on the queue can deadlock against
+ * such a thread even when its caller held the GIL across the dispatch (seen
+ * in the simulated runtime). Callbacks and blocks on the queue are C.
  *
  * The command buffer's lifetime: PyTorch owns it and may commit and replace
  * it between two of your blocks (its own ops commit adaptively, and

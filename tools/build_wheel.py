@@ -161,3 +161,7 @@ def repair(wheel: Path, out: Path, macos: bool = sys.platform == "darwin") -> Pa
     wheel.unlink()
     (fixed,) = repaired.glob("kestrel_mps_torch_ext-*.whl")
     return fixed.rename(out / fixed.name)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

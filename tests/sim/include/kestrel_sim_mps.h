@@ -59,7 +59,11 @@ typedef enum kestrel_sim_option {
   KESTREL_SIM_CREATION_DELAY_US = 5,
   /* What at::mps::is_available() answers. Default 1. */
   KESTREL_SIM_AVAILABLE = 6,
-  KESTREL_SIM_OPTION_COUNT = 7
+  /* Microseconds each command-buffer and encoder member spends inside its
+   * stream, as a slow member widens the window in which a second thread
+   * can enter (KESTREL_SIM_DETECT_CONCURRENT). Default 0. */
+  KESTREL_SIM_MEMBER_DELAY_US = 7,
+  KESTREL_SIM_OPTION_COUNT = 8
 } kestrel_sim_option;
 
 KESTREL_SIM_EXPORT void kestrel_sim_mps_set_option(int option, int64_t value);

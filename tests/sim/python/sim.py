@@ -15,7 +15,7 @@ from kestrel_mps_torch_ext import _abi
 
 # kestrel_sim_mps.h
 COMMIT_AND_CONTINUE, STREAM_POOL, ENCODER_NEEDS_QUEUE, ASSERT_QUEUE = 0, 1, 2, 3
-GPU_LATENCY_US, CREATION_DELAY_US, AVAILABLE = 4, 5, 6
+GPU_LATENCY_US, CREATION_DELAY_US, AVAILABLE, MEMBER_DELAY_US = 4, 5, 6, 7
 MEMBERS = {
     "constructor": 0, "command_buffer": 1, "command_encoder": 2, "end_kernel_coalescing": 3,
     "synchronize": 4, "device": 5, "current_stream": 6, "default_stream": 7, "is_available": 8,

@@ -78,6 +78,7 @@ def test_two_threads_in_one_stream_are_caught(rt: sim.Runtime) -> None:
 
     view = rt.stream_view()
     stop = threading.Event()
+    rt.set_option(sim.MEMBER_DELAY_US, 200)  # a window two threads cannot miss, even on a loaded machine
 
     def hammer() -> None:
         while not stop.is_set():

@@ -343,6 +343,9 @@ Inside::Inside(CommandQueue* q, const char* what) : q_(q) {
   uint64_t expected = 0;
   if (q->inside.compare_exchange_strong(expected, me)) {
     owner_ = true;
+    if (const int64_t delay = option(KESTREL_SIM_MEMBER_DELAY_US); delay > 0) {
+      std::this_thread::sleep_for(std::chrono::microseconds(delay));
+    }
   } else if (expected != me) {
     detect(KESTREL_SIM_DETECT_CONCURRENT,
            "%s: a second thread entered stream %p while another was inside it", what, q->stream);
