@@ -138,6 +138,15 @@ def check_no_build_paths(wheel: Path, members: list[str]) -> None:
 TORCH_LIBS = ("libtorch", "libc10", "libshm")
 
 
+def delocate_command(wheel_dir: Path, ignore_missing: bool = True) -> list[str]:
+    """delocate-wheel writing to wheel_dir, torch's libraries excluded
+    (ignore_missing=False: the command as it was, which fails; see repair)."""
+    cmd = ["delocate-wheel", *(["--ignore-missing-dependencies"] if ignore_missing else []), "-w", str(wheel_dir)]
+    for lib in TORCH_LIBS:
+        cmd += ["--exclude", lib]
+    return cmd
+
+
 def repair(wheel: Path, out: Path, macos: bool = sys.platform == "darwin") -> Path:
     """The wheel with its platform tag fixed and torch's libraries left out.
 
@@ -148,9 +157,7 @@ def repair(wheel: Path, out: Path, macos: bool = sys.platform == "darwin") -> Pa
     repaired = out / "repaired"
     repaired.mkdir(exist_ok=True)
     if macos:
-        cmd = ["delocate-wheel", "--ignore-missing-dependencies", "-w", str(repaired)]
-        for lib in TORCH_LIBS:
-            cmd += ["--exclude", lib]
+        cmd = delocate_command(repaired)
     else:
         cmd = ["auditwheel", "repair", "-w", str(repaired)]
         for lib in TORCH_LIBS:

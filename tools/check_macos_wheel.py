@@ -142,8 +142,8 @@ def main() -> int:
     wheel = assemble(args.linux_wheel, dylibs, args.out)
     # Not vacuous: the command the workflow ran before (without
     # --ignore-missing-dependencies) fails on this wheel.
-    old = subprocess.run(["delocate-wheel", "-w", str(args.out / "old"), *sum((["--exclude", lib] for lib in
-                          build_wheel.TORCH_LIBS), []), str(wheel)], capture_output=True, text=True)
+    old = subprocess.run([*build_wheel.delocate_command(args.out / "old", ignore_missing=False), str(wheel)],
+                         capture_output=True, text=True)
     old_fails = old.returncode != 0 and "Could not find all dependencies" in old.stdout + old.stderr
     print(f"the earlier command (no --ignore-missing-dependencies): "
           f"{'fails with Could not find all dependencies, as predicted' if old_fails else 'did NOT fail'}")
