@@ -236,10 +236,18 @@ typedef const KestrelMPSTorchExtAPI* (*KestrelMPSTorchExtAPIGetter)(void);
 /* ======================================================================== */
 
 /* ABI version of the extension table; its abi_version must be equal.
- * Within it the table only grows at its end (struct_size tells a consumer
- * built against a newer header which entries an older bridge lacks); an
- * incompatible change gets a new symbol name (..._v2). */
+ * Within it the table only grows at its end, and each group of entries
+ * added after the first comes with a capability bit (KESTREL_MPS_CAP_*):
+ * a consumer built against a newer header checks the bits it needs with
+ * kestrel_mps_require_api() before calling a newer entry, and an older
+ * consumer never looks past the entries it knows. An incompatible change
+ * gets a new symbol name (..._v2). */
 #define KESTREL_MPS_ABI_VERSION 1u
+
+/* sizeof(kestrel_mps_ext_api) of the first ABI 1 table (0.2.0, up to
+ * command_encoder), in bytes: the smallest table kestrel_mps_check_api()
+ * accepts. */
+#define KESTREL_MPS_EXT_API_BASE_SIZE 128u
 
 /* Name of the exported data symbol holding a const kestrel_mps_ext_api. The
  * lower-case "kmte" keeps it apart from any name in the published style. */
@@ -354,6 +362,9 @@ enum {
 /* The library was built with the Metal stream backend (macOS). Without it
  * every stream call returns KESTREL_MPS_ERROR_MPS_UNAVAILABLE. */
 #define KESTREL_MPS_CAP_MPS_STREAM 1u
+/* The table has resolve_aten_tensor and resolve_aten_tensors (added in
+ * 0.3.0): torch's AtenTensorHandle resolved without Python or the GIL. */
+#define KESTREL_MPS_CAP_ATEN_TENSORS 2u
 
 /* ------------------------------------------------------------------------ */
 /* Tensor descriptor                                                        */
@@ -414,8 +425,9 @@ typedef struct kestrel_mps_tensor {
  * a failure sets a message readable with last_error() on the same thread.
  * Out-pointers are written only on success, except where documented. Safe
  * to call from any thread, within the queue rules of the top of this file;
- * the resolve entries also need the calling thread to hold the Python GIL
- * and refuse (KESTREL_MPS_ERROR_GIL_NOT_HELD) when it does not. The stream
+ * resolve_tensor(s), which read Python objects, also need the calling
+ * thread to hold the Python GIL and refuse (KESTREL_MPS_ERROR_GIL_NOT_HELD)
+ * when it does not; resolve_aten_tensor(s) touch no Python. The stream
  * entries work on the *current* stream: inside run_on_stream_queue's
  * callback (or any block on a stream's queue) the stream that queue belongs
  * to, elsewhere the calling thread's current stream. */
@@ -509,6 +521,29 @@ typedef struct kestrel_mps_ext_api {
    * On the stream's queue only (else KESTREL_MPS_ERROR_WRONG_QUEUE). Valid
    * until the end of the block it was fetched in. */
   kestrel_mps_status (*command_encoder)(void** out_encoder);
+
+  /* ---- Added in 0.3.0: present iff capabilities has
+   * KESTREL_MPS_CAP_ATEN_TENSORS (check with kestrel_mps_require_api). ---- */
+
+  /* Describe the tensor behind one of torch's AtenTensorHandles (what
+   * torch::stable::Tensor::get() returns to a stable-ABI op; an at::Tensor*
+   * in every torch minor), as resolve_tensor does for a Python object: the
+   * same descriptor, checks and refusals. Touches no Python: callable without
+   * the GIL, from any thread, from many threads at once. The handle is
+   * borrowed and must stay valid for the call (an op's argument does). On
+   * failure *out is zero-filled (when out is not NULL). */
+  kestrel_mps_status (*resolve_aten_tensor)(void* aten_tensor_handle,
+                                            uint32_t access,
+                                            kestrel_mps_tensor* out);
+
+  /* resolve_aten_tensor for count handles in one call, with the conventions
+   * of resolve_tensors (access may be NULL; the first failure stops it and
+   * sets *failed_index; out[i..count-1] are zero-filled). No GIL. */
+  kestrel_mps_status (*resolve_aten_tensors)(void* const* aten_tensor_handles,
+                                             size_t count,
+                                             const uint32_t* access,
+                                             kestrel_mps_tensor* out,
+                                             size_t* failed_index);
 } kestrel_mps_ext_api;
 
 /* ------------------------------------------------------------------------ */
@@ -574,7 +609,13 @@ KESTREL_MPS_STATIC_ASSERT(offsetof(kestrel_mps_ext_api, last_error) == 112,
 KESTREL_MPS_STATIC_ASSERT(offsetof(kestrel_mps_ext_api, command_encoder) ==
                               120,
                           api_command_encoder);
-KESTREL_MPS_STATIC_ASSERT(sizeof(kestrel_mps_ext_api) == 128, api_size);
+KESTREL_MPS_STATIC_ASSERT(offsetof(kestrel_mps_ext_api, resolve_aten_tensor) ==
+                              KESTREL_MPS_EXT_API_BASE_SIZE,
+                          api_base_size);
+KESTREL_MPS_STATIC_ASSERT(offsetof(kestrel_mps_ext_api, resolve_aten_tensors) ==
+                              136,
+                          api_resolve_aten_tensors);
+KESTREL_MPS_STATIC_ASSERT(sizeof(kestrel_mps_ext_api) == 144, api_size);
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -618,8 +659,10 @@ KESTREL_MPS_INLINE const char* kestrel_mps_status_name(kestrel_mps_status s) {
 }
 
 /* Check that `table` (the address of the KestrelMPS_kmte_ext_v1 symbol) is
- * one this header can use. Returns table on success; NULL on failure with
- * *error_message (if error_message is not NULL) set to a static string. */
+ * an ABI 1 table this header can use: every entry up to command_encoder is
+ * there; later ones only with their capability bit (kestrel_mps_require_api).
+ * Returns table on success; NULL on failure with *error_message (if
+ * error_message is not NULL) set to a static string. */
 KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_check_api(
     const void* table, const char** error_message) {
   const kestrel_mps_ext_api* api = (const kestrel_mps_ext_api*)table;
@@ -631,7 +674,7 @@ KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_check_api(
   } else if (api->abi_version != KESTREL_MPS_ABI_VERSION) {
     msg = "kestrel-mps-torch-ext: the loaded bridge has another ABI version "
           "than this consumer was compiled for (KESTREL_MPS_ABI_VERSION)";
-  } else if (api->struct_size < (uint32_t)sizeof(kestrel_mps_ext_api)) {
+  } else if (api->struct_size < KESTREL_MPS_EXT_API_BASE_SIZE) {
     msg = "kestrel-mps-torch-ext: the loaded bridge is older than the header "
           "this consumer was compiled with (its table is smaller); upgrade "
           "the kestrel-mps-torch-ext package";
@@ -647,16 +690,51 @@ KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_check_api(
   return api;
 }
 
+/* kestrel_mps_check_api(), then refuse a bridge that lacks any of the
+ * KESTREL_MPS_CAP_* bits in `required` (or whose table is too small for
+ * the entries a bit promises), naming what is missing. A consumer that
+ * calls resolve_aten_tensor(s) passes KESTREL_MPS_CAP_ATEN_TENSORS. */
+KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_require_api(
+    const void* table, uint32_t required, const char** error_message) {
+  const kestrel_mps_ext_api* api = kestrel_mps_check_api(table, error_message);
+  const char* msg = NULL;
+  if (api == NULL) return NULL;
+  if ((required & KESTREL_MPS_CAP_ATEN_TENSORS) != 0 &&
+      ((api->capabilities & KESTREL_MPS_CAP_ATEN_TENSORS) == 0 ||
+       api->struct_size < (uint32_t)(offsetof(kestrel_mps_ext_api,
+                                              resolve_aten_tensors) +
+                                     sizeof api->resolve_aten_tensors))) {
+    msg = "kestrel-mps-torch-ext: the loaded bridge has no "
+          "resolve_aten_tensor(s) (KESTREL_MPS_CAP_ATEN_TENSORS): it is older "
+          "than 0.3.0; upgrade the kestrel-mps-torch-ext package";
+  } else if ((required & KESTREL_MPS_CAP_MPS_STREAM) != 0 &&
+             (api->capabilities & KESTREL_MPS_CAP_MPS_STREAM) == 0) {
+    msg = "kestrel-mps-torch-ext: the loaded bridge has no Metal stream "
+          "backend (KESTREL_MPS_CAP_MPS_STREAM): it is a Linux build";
+  } else if ((required & ~(KESTREL_MPS_CAP_MPS_STREAM |
+                           KESTREL_MPS_CAP_ATEN_TENSORS)) != 0) {
+    msg = "kestrel-mps-torch-ext: a required capability bit is unknown to "
+          "this header";
+  }
+  if (msg != NULL) {
+    if (error_message != NULL) *error_message = msg;
+    return NULL;
+  }
+  return api;
+}
+
 #if !defined(KESTREL_MPS_NO_CONSUMER_HELPER) && !defined(_WIN32)
 #include <dlfcn.h>
 
 /* Find the bridge's extension table among the globally loaded libraries and
- * check it (kestrel_mps_check_api). Cheap enough to call once per process;
- * cache the result. glibc declares RTLD_DEFAULT only under _GNU_SOURCE, so
- * where it is missing the global scope is reached through dlopen(NULL),
- * which POSIX defines as the program plus every RTLD_GLOBAL library. */
-KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_find_api(
-    const char** error_message) {
+ * check it (kestrel_mps_require_api with the capability bits in `required`,
+ * 0 for none). Cheap enough to call once per process; cache the result.
+ * glibc before 2.36 declares RTLD_DEFAULT only under _GNU_SOURCE (2.36 and
+ * later, following POSIX.1-2024, and macOS always do), so where it is
+ * missing the global scope is reached through dlopen(NULL), which POSIX
+ * defines as the program plus every RTLD_GLOBAL library. */
+KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_find_api_requiring(
+    uint32_t required, const char** error_message) {
   void* symbol;
 #ifdef RTLD_DEFAULT
   symbol = dlsym(RTLD_DEFAULT, KESTREL_MPS_API_SYMBOL);
@@ -665,7 +743,13 @@ KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_find_api(
   symbol = self != NULL ? dlsym(self, KESTREL_MPS_API_SYMBOL) : NULL;
   if (self != NULL) dlclose(self);
 #endif
-  return kestrel_mps_check_api(symbol, error_message);
+  return kestrel_mps_require_api(symbol, required, error_message);
+}
+
+/* kestrel_mps_find_api_requiring(0, error_message). */
+KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_find_api(
+    const char** error_message) {
+  return kestrel_mps_find_api_requiring(0u, error_message);
 }
 #endif /* !KESTREL_MPS_NO_CONSUMER_HELPER */
 

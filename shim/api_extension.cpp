@@ -1,13 +1,13 @@
 // The extension front end: the kestrel_mps_ext_api table, exported as the
 // data symbol KestrelMPS_kmte_ext_v1. Argument checks here; the work is the
-// resolve core (tensor.cpp) and the stream core (stream.h) under the queue
+// resolve core (resolve_core.h) and the stream core (stream.h) under the queue
 // discipline, shared with the published front end (api_published.cpp).
 #include <torch/version.h>
 
 #include "barrier.h"
 #include "queue_discipline.h"
 #include "stream.h"
-#include "tensor.h"
+#include "resolve.h"
 
 #ifndef KESTREL_MPS_STREAM_BACKEND
 #error "the build must define KESTREL_MPS_STREAM_BACKEND to 0 or 1"
@@ -25,24 +25,58 @@ using Queue = QueueDiscipline<stream::Queues>;
     }                                          \
   } while (0)
 
+using ResolveOne = kestrel_mps_status (*)(void*, uint32_t, kestrel_mps_tensor*) noexcept;
+using ResolveMany = kestrel_mps_status (*)(void* const*, size_t, const uint32_t*,
+                                           kestrel_mps_tensor*, size_t*) noexcept;
+
+// The argument checks of the single and batch entries, the same for the
+// Python-object and the handle front end.
+template <ResolveOne Resolve>
+kestrel_mps_status resolve_one(const char* entry, void* tensor, uint32_t access,
+                               kestrel_mps_tensor* out) {
+  KESTREL_REQUIRE_ARG(out != nullptr, entry, "out is NULL");
+  return Resolve(tensor, access, out);
+}
+
+template <ResolveMany Resolve>
+kestrel_mps_status resolve_many(const char* entry, const char* array, void* const* tensors,
+                                size_t count, const uint32_t* access, kestrel_mps_tensor* out,
+                                size_t* failed_index) {
+  if (failed_index != nullptr) *failed_index = 0;
+  if (count == 0) {
+    return KESTREL_MPS_OK;
+  }
+  if (tensors == nullptr) {
+    return fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "%s: %s is NULL", entry, array);
+  }
+  KESTREL_REQUIRE_ARG(out != nullptr, entry, "out is NULL");
+  KESTREL_REQUIRE_ARG(count <= PTRDIFF_MAX / sizeof(kestrel_mps_tensor), entry,
+                      "count is too large");
+  return Resolve(tensors, count, access, out, failed_index);
+}
+
 kestrel_mps_status api_resolve_tensor(void* py_tensor, uint32_t access,
                                       kestrel_mps_tensor* out) {
-  KESTREL_REQUIRE_ARG(out != nullptr, "resolve_tensor", "out is NULL");
-  return resolve_tensor(py_tensor, access, out);
+  return resolve_one<resolve_tensor>("resolve_tensor", py_tensor, access, out);
 }
 
 kestrel_mps_status api_resolve_tensors(void* const* py_tensors, size_t count,
                                        const uint32_t* access, kestrel_mps_tensor* out,
                                        size_t* failed_index) {
-  if (failed_index != nullptr) *failed_index = 0;
-  if (count == 0) {
-    return KESTREL_MPS_OK;
-  }
-  KESTREL_REQUIRE_ARG(py_tensors != nullptr, "resolve_tensors", "py_tensors is NULL");
-  KESTREL_REQUIRE_ARG(out != nullptr, "resolve_tensors", "out is NULL");
-  KESTREL_REQUIRE_ARG(count <= PTRDIFF_MAX / sizeof(kestrel_mps_tensor), "resolve_tensors",
-                      "count is too large");
-  return resolve_tensors(py_tensors, count, access, out, failed_index);
+  return resolve_many<resolve_tensors>("resolve_tensors", "py_tensors", py_tensors, count,
+                                       access, out, failed_index);
+}
+
+kestrel_mps_status api_resolve_aten_tensor(void* handle, uint32_t access,
+                                           kestrel_mps_tensor* out) {
+  return resolve_one<resolve_aten_tensor>("resolve_aten_tensor", handle, access, out);
+}
+
+kestrel_mps_status api_resolve_aten_tensors(void* const* handles, size_t count,
+                                            const uint32_t* access, kestrel_mps_tensor* out,
+                                            size_t* failed_index) {
+  return resolve_many<resolve_aten_tensors>("resolve_aten_tensors", "handles", handles, count,
+                                            access, out, failed_index);
 }
 
 // A handle of the current stream, from any thread.
@@ -152,7 +186,8 @@ const kestrel_mps_ext_api KestrelMPS_kmte_ext_v1 = {
     TORCH_VERSION_MAJOR,
     TORCH_VERSION_MINOR,
     TORCH_VERSION_PATCH,
-    KESTREL_MPS_STREAM_BACKEND ? KESTREL_MPS_CAP_MPS_STREAM : 0u,
+    (KESTREL_MPS_STREAM_BACKEND ? KESTREL_MPS_CAP_MPS_STREAM : 0u) |
+        KESTREL_MPS_CAP_ATEN_TENSORS,
     kestrel_shim::api_resolve_tensor,
     kestrel_shim::api_resolve_tensors,
     kestrel_shim::api_current_stream,
@@ -165,6 +200,8 @@ const kestrel_mps_ext_api KestrelMPS_kmte_ext_v1 = {
     kestrel_shim::api_run_on_stream_queue,
     kestrel_shim::api_last_error,
     kestrel_shim::api_command_encoder,
+    kestrel_shim::api_resolve_aten_tensor,
+    kestrel_shim::api_resolve_aten_tensors,
 };
 
 }  // extern "C"

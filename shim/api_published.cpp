@@ -9,7 +9,7 @@
 #include "barrier.h"
 #include "queue_discipline.h"
 #include "stream.h"
-#include "tensor.h"
+#include "resolve.h"
 
 #if !defined(KESTREL_MPS_STREAM_BACKEND) || !defined(KESTREL_MPS_ONLY_TENSORS)
 #error "the build must define KESTREL_MPS_STREAM_BACKEND and KESTREL_MPS_ONLY_TENSORS to 0 or 1"

@@ -23,7 +23,7 @@ from ._errors import (
 from ._loader import get_api_pointer, load_torch_mps_bridge
 from ._paths import cmake_dir, get_include, library_dir, library_path
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "BridgeCallError",

@@ -47,6 +47,7 @@ ACCESS_WRITE = 1
 TENSOR_CONTIGUOUS = 1
 TENSOR_WRITABLE = 2
 CAP_MPS_STREAM = 1
+CAP_ATEN_TENSORS = 2
 
 SYNC_COMMIT = 1
 SYNC_COMMIT_AND_WAIT = 2
@@ -87,6 +88,16 @@ ResolveTensorsFn = ctypes.PYFUNCTYPE(
     ctypes.POINTER(Tensor),
     ctypes.POINTER(ctypes.c_size_t),
 )
+# The handle entries touch no Python: CFUNCTYPE releases the GIL.
+ResolveAtenTensorFn = ctypes.CFUNCTYPE(Status, ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(Tensor))
+ResolveAtenTensorsFn = ctypes.CFUNCTYPE(
+    Status,
+    ctypes.POINTER(ctypes.c_void_p),
+    ctypes.c_size_t,
+    ctypes.POINTER(ctypes.c_uint32),
+    ctypes.POINTER(Tensor),
+    ctypes.POINTER(ctypes.c_size_t),
+)
 HandleFn = ctypes.CFUNCTYPE(Status, ctypes.POINTER(ctypes.c_void_p))
 VoidFn = ctypes.CFUNCTYPE(Status)
 SynchronizeFn = ctypes.CFUNCTYPE(Status, ctypes.c_int32)
@@ -117,6 +128,8 @@ class ExtAPI(ctypes.Structure):
         ("run_on_stream_queue", RunOnQueueFn),
         ("last_error", LastErrorFn),
         ("command_encoder", HandleFn),
+        ("resolve_aten_tensor", ResolveAtenTensorFn),
+        ("resolve_aten_tensors", ResolveAtenTensorsFn),
     ]
 
 

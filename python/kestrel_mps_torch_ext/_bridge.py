@@ -140,6 +140,32 @@ class TorchMPSBridge(ctypes.CDLL):
         n = len(tensors)
         # typeshed cannot express an array of py_object built from objects.
         objects = (ctypes.py_object * n)(*tensors)  # type: ignore[misc]
+        return self._resolve_batch(self.api.resolve_tensors, objects, n, writable)
+
+    @property
+    def has_aten_tensors(self) -> bool:
+        """Whether the table has resolve_aten_tensor(s) (KESTREL_MPS_CAP_ATEN_TENSORS)."""
+        return bool(self.capabilities & _abi.CAP_ATEN_TENSORS)
+
+    def resolve_aten_handle(self, handle: int, *, writable: bool = False) -> TensorDescriptor:
+        """resolve_aten_tensor on torch's AtenTensorHandle `handle` (an address,
+        as torch._C._aoti.unsafe_alloc_void_ptr_from_tensor gives). The GIL is
+        released across the call: the entry needs none."""
+        out = _abi.Tensor()
+        self._check(self.api.resolve_aten_tensor(handle, _access(writable), ctypes.byref(out)))
+        return TensorDescriptor.from_c(out)
+
+    def resolve_aten_handles(
+        self, handles: Sequence[int], writable: Sequence[bool] | None = None
+    ) -> list[TensorDescriptor]:
+        """resolve_aten_tensors on AtenTensorHandle addresses, without the GIL."""
+        n = len(handles)
+        array = (ctypes.c_void_p * n)(*handles)
+        return self._resolve_batch(self.api.resolve_aten_tensors, array, n, writable)
+
+    def _resolve_batch(
+        self, entry: Any, tensors: Any, n: int, writable: Sequence[bool] | None
+    ) -> list[TensorDescriptor]:
         access = None
         if writable is not None:
             if len(writable) != n:
@@ -147,7 +173,7 @@ class TorchMPSBridge(ctypes.CDLL):
             access = (ctypes.c_uint32 * n)(*map(_access, writable))
         out = (_abi.Tensor * n)()
         failed = ctypes.c_size_t()
-        self._check(self.api.resolve_tensors(objects, n, access, out, ctypes.byref(failed)))
+        self._check(entry(tensors, n, access, out, ctypes.byref(failed)))
         return [TensorDescriptor.from_c(t) for t in out]
 
     def _stream_handle(self, entry: str) -> int:

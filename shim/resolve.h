@@ -1,8 +1,7 @@
-// Tensor resolution: a Python torch.Tensor object to a descriptor. One core
-// (the checks, the buffer, the dims) and two writers: the extension's
-// kestrel_mps_tensor and the published KestrelMPSTensorView. The core is
-// device-agnostic: the storage-pointer-plus-byte-offset rule gives an MPS
-// tensor's MTLBuffer and a CPU or CUDA tensor's base pointer.
+// The resolve front ends: how each entry reaches the at::Tensor before the
+// one resolve core (resolve_core.h) describes it. resolve_python.cpp takes a
+// Python object under the GIL; resolve_handle.cpp takes torch's
+// AtenTensorHandle with no Python at all.
 #pragma once
 
 #include <cstddef>
@@ -27,5 +26,13 @@ kestrel_mps_status resolve_tensors(void* const* py_tensors, std::size_t count,
 // every non-MPS tensor, as the published macOS library does.
 kestrel_mps_status tensor_view(void* py_tensor, KestrelMPSTensorView* out,
                                bool mps_only) noexcept;
+
+// The handle entries (an AtenTensorHandle is an at::Tensor* in every minor):
+// as resolve_tensor(s), without the GIL. Same preconditions.
+kestrel_mps_status resolve_aten_tensor(void* handle, uint32_t access,
+                                       kestrel_mps_tensor* out) noexcept;
+kestrel_mps_status resolve_aten_tensors(void* const* handles, std::size_t count,
+                                        const uint32_t* access, kestrel_mps_tensor* out,
+                                        std::size_t* failed_index) noexcept;
 
 }  // namespace kestrel_shim

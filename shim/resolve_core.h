@@ -1,40 +1,29 @@
-#include "tensor.h"
+// The resolve core: an at::Tensor to a descriptor. The checks, the buffer
+// and the dims, written once for every front end (a Python object in
+// resolve_python.cpp, torch's AtenTensorHandle in resolve_handle.cpp) and
+// for both descriptors (the extension's kestrel_mps_tensor, the published
+// KestrelMPSTensorView). Device-agnostic: the storage-pointer-plus-byte-
+// offset rule gives an MPS tensor's MTLBuffer and a CPU or CUDA tensor's base
+// pointer. Free of Python, so the handle front end runs without the GIL.
+// Inline: the writers are a resolve's hot path, and a call per tensor into
+// another file cost more than the checks themselves.
+#pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
-#include <pthread.h>
-
-#include <Python.h>
-
 #include <ATen/core/Tensor.h>
 #include <c10/core/impl/COW.h>
-#include <torch/csrc/autograd/python_variable.h>
 
 #include "barrier.h"
+#include "kestrel_mps_api.h"
 
 namespace kestrel_shim {
-namespace {
+namespace core {
 
-// Reading a PyObject without the GIL races with the interpreter; refusing
-// costs one thread-state read. From 3.12 on the attached thread state is
-// thread-local and NULL while the GIL is released. Up to 3.11 it is the GIL
-// holder's, process-wide: ours iff its thread is this one, a cheaper test
-// than PyGILState_Check's TSS lookup (3 ns of a resolve on 3.11).
-inline bool holds_gil() {
-#if PY_VERSION_HEX >= 0x030D0000
-  return PyThreadState_GetUnchecked() != nullptr;
-#elif PY_VERSION_HEX >= 0x030C0000
-  return _PyThreadState_UncheckedGet() != nullptr;
-#else
-  const PyThreadState* holder = _PyThreadState_UncheckedGet();
-  // CPython records pthread_self() as thread_id (an integer on Linux, a
-  // pointer on macOS).
-  return holder != nullptr && holder->thread_id == reinterpret_cast<unsigned long>(pthread_self());
-#endif
-}
-
-bool dlpack_dtype(c10::ScalarType type, kestrel_mps_dtype* out) {
+inline bool dlpack_dtype(c10::ScalarType type, kestrel_mps_dtype* out) {
   using c10::ScalarType;
   uint8_t code;
   uint8_t bits;
@@ -72,36 +61,13 @@ bool dlpack_dtype(c10::ScalarType type, kestrel_mps_dtype* out) {
   return true;
 }
 
-int32_t dlpack_device(c10::DeviceType type) {
+inline int32_t dlpack_device(c10::DeviceType type) {
   switch (type) {
     case c10::DeviceType::CPU: return KESTREL_MPS_DEVICE_CPU;
     case c10::DeviceType::CUDA: return KESTREL_MPS_DEVICE_CUDA;
     case c10::DeviceType::MPS: return KESTREL_MPS_DEVICE_METAL;
     default: return 0;
   }
-}
-
-// THPVariable_Check throws python_error and leaves the Python error set when
-// isinstance fails; this variant reports and clears it instead.
-kestrel_mps_status check_is_tensor(PyObject* obj) {
-  PyTypeObject* type = Py_TYPE(obj);
-  if (THPVariableClass == nullptr) {
-    return fail(KESTREL_MPS_ERROR_TORCH, "resolve: torch's Python module is not initialised");
-  }
-  if (type == reinterpret_cast<PyTypeObject*>(THPVariableClass) ||
-      type == reinterpret_cast<PyTypeObject*>(ParameterClass)) {
-    return KESTREL_MPS_OK;
-  }
-  const int is_tensor = PyObject_IsInstance(obj, THPVariableClass);
-  if (is_tensor == 1) return KESTREL_MPS_OK;
-  if (is_tensor < 0) {
-    PyErr_Clear();
-    return fail(KESTREL_MPS_ERROR_NOT_A_TENSOR,
-                "resolve: isinstance(object, torch.Tensor) raised for an object of type %s",
-                type->tp_name);
-  }
-  return fail(KESTREL_MPS_ERROR_NOT_A_TENSOR,
-              "resolve: expected a torch.Tensor, got an object of type %s", type->tp_name);
 }
 
 // Tensors whose storage is not their data, or does not hold their values:
@@ -122,7 +88,7 @@ constexpr c10::DispatchKeySet kUnbindableKeys = c10::DispatchKeySet({
     c10::DispatchKey::Negative,
 });
 
-const char* unbindable_reason(const c10::TensorImpl& impl) {
+inline const char* unbindable_reason(const c10::TensorImpl& impl) {
   if (impl.layout() != c10::kStrided) return "its layout is not strided (sparse or mkldnn)";
   if (impl.is_nested()) return "it is a nested tensor";
   const c10::DispatchKeySet keys = impl.key_set();
@@ -151,15 +117,11 @@ struct Checked {
   std::size_t ndim;
 };
 
-// The checks both front ends share, in the published order where it has
-// one (object, tensor type, device, dims, storage).
-[[gnu::always_inline]] inline kestrel_mps_status check_tensor(PyObject* obj, uint32_t access,
-                                                              bool mps_only, Checked* out) {
-  if (obj == nullptr) return fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "resolve: object is NULL");
-  const kestrel_mps_status is_tensor = check_is_tensor(obj);
-  if (is_tensor != KESTREL_MPS_OK) return is_tensor;
-
-  const at::Tensor& tensor = THPVariable_Unpack(obj);
+// The checks every front end shares once it has the at::Tensor, in the
+// published order where it has one (device, dims, storage).
+[[gnu::always_inline]] inline kestrel_mps_status check_tensor(const at::Tensor& tensor,
+                                                              uint32_t access, bool mps_only,
+                                                              Checked* out) {
   if (!tensor.defined()) {
     return fail(KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR, "resolve: the tensor is undefined");
   }
@@ -250,12 +212,14 @@ struct Checked {
   return last;
 }
 
-kestrel_mps_status write_extension(PyObject* obj, uint32_t access, kestrel_mps_tensor* out) {
+[[gnu::always_inline]] inline kestrel_mps_status write_extension(const at::Tensor& tensor,
+                                                                 uint32_t access,
+                                                                 kestrel_mps_tensor* out) {
   if (access != KESTREL_MPS_ACCESS_READ && access != KESTREL_MPS_ACCESS_WRITE) {
     return fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "resolve: unknown access value %u", access);
   }
   Checked t{};
-  const kestrel_mps_status status = check_tensor(obj, access, /*mps_only=*/false, &t);
+  const kestrel_mps_status status = check_tensor(tensor, access, /*mps_only=*/false, &t);
   if (status != KESTREL_MPS_OK) return status;
   kestrel_mps_dtype dtype;
   if (!dlpack_dtype(t.type, &dtype)) {
@@ -281,9 +245,10 @@ kestrel_mps_status write_extension(PyObject* obj, uint32_t access, kestrel_mps_t
   return KESTREL_MPS_OK;
 }
 
-kestrel_mps_status write_published(PyObject* obj, bool mps_only, KestrelMPSTensorView* out) {
+inline kestrel_mps_status write_published(const at::Tensor& tensor, bool mps_only,
+                                          KestrelMPSTensorView* out) {
   Checked t{};
-  const kestrel_mps_status status = check_tensor(obj, KESTREL_MPS_ACCESS_READ, mps_only, &t);
+  const kestrel_mps_status status = check_tensor(tensor, KESTREL_MPS_ACCESS_READ, mps_only, &t);
   if (status != KESTREL_MPS_OK) return status;
   copy_dims(t, out->sizes, out->strides);
   const int64_t itemsize = static_cast<int64_t>(c10::elementSize(t.type));
@@ -296,58 +261,24 @@ kestrel_mps_status write_published(PyObject* obj, bool mps_only, KestrelMPSTenso
   return KESTREL_MPS_OK;
 }
 
-// Runs one writer under the barrier and the GIL check, zero-filling *out on
-// failure.
-template <class Out, class Write>
-kestrel_mps_status resolve_guarded(const char* entry, Out* out, Write&& write) noexcept {
-  kestrel_mps_status status;
-  if (!holds_gil()) {
-    status = fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,
-                  "%s: the calling thread does not hold the Python GIL", entry);
-  } else {
-    status = guarded(entry, write);
-  }
-  if (status != KESTREL_MPS_OK) std::memset(out, 0, sizeof *out);
-  return status;
-}
-
-}  // namespace
-
-kestrel_mps_status resolve_tensor(void* py_tensor, uint32_t access,
-                                  kestrel_mps_tensor* out) noexcept {
-  return resolve_guarded("resolve_tensor", out, [&] {
-    return write_extension(static_cast<PyObject*>(py_tensor), access, out);
-  });
-}
-
-kestrel_mps_status tensor_view(void* py_tensor, KestrelMPSTensorView* out, bool mps_only) noexcept {
-  if (out == nullptr) {
-    return fail(KESTREL_MPS_ERROR_INVALID_ARGUMENT, "tensor_view_from_pyobject: out is NULL");
-  }
-  return resolve_guarded("tensor_view_from_pyobject", out, [&] {
-    return write_published(static_cast<PyObject*>(py_tensor), mps_only, out);
-  });
-}
-
-kestrel_mps_status resolve_tensors(void* const* py_tensors, std::size_t count,
-                                   const uint32_t* access, kestrel_mps_tensor* out,
-                                   std::size_t* failed_index) noexcept {
-  if (!holds_gil()) {
-    return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,
-                "resolve_tensors: the calling thread does not hold the Python GIL");
-  }
+// The batch entries of every front end: resolve(i, access_i, out + i) for
+// each tensor, stopping at the first failure, whose message gains the index.
+// count > 0; the arrays are not NULL.
+template <class ResolveOne>
+kestrel_mps_status resolve_batch(const char* entry, std::size_t count, const uint32_t* access,
+                                 kestrel_mps_tensor* out, std::size_t* failed_index,
+                                 ResolveOne&& resolve) noexcept {
   std::size_t i = 0;
   kestrel_mps_status status = KESTREL_MPS_OK;
   for (; i < count; ++i) {
-    status = guarded("resolve_tensors", [&] {
-      return write_extension(static_cast<PyObject*>(py_tensors[i]),
-                             access != nullptr ? access[i] : KESTREL_MPS_ACCESS_READ, out + i);
+    status = guarded(entry, [&] {
+      return resolve(i, access != nullptr ? access[i] : KESTREL_MPS_ACCESS_READ, out + i);
     });
     if (status != KESTREL_MPS_OK) {
       std::memset(out + i, 0, (count - i) * sizeof *out);
       char reason[512];
       std::snprintf(reason, sizeof reason, "%s", last_error());
-      fail(status, "resolve_tensors: tensor %zu of %zu: %s", i, count, reason);
+      fail(status, "%s: tensor %zu of %zu: %s", entry, i, count, reason);
       break;
     }
   }
@@ -355,4 +286,13 @@ kestrel_mps_status resolve_tensors(void* const* py_tensors, std::size_t count,
   return status;
 }
 
+// Zero-fills *out when status is a failure, so no half-written descriptor
+// survives an error.
+template <class Out>
+kestrel_mps_status cleared_on_failure(kestrel_mps_status status, Out* out) noexcept {
+  if (status != KESTREL_MPS_OK) std::memset(out, 0, sizeof *out);
+  return status;
+}
+
+}  // namespace core
 }  // namespace kestrel_shim
