@@ -2,10 +2,17 @@
 // the bridge (ctest's consumer_links_no_torch checks its NEEDED entries). It
 // embeds Python to obtain real torch.Tensor objects, lets Python load the
 // bridge, then finds the table with dlsym() and resolves the tensors.
+// Built twice: against the current header, and against the previous
+// release's (tests/abi/header_0.2.0), as an older consumer that must keep
+// working with this bridge; the handle tests need the current one.
 #include <Python.h>
 
+#include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "catch_compat.hpp"
 #include "kestrel_mps_api.h"
@@ -58,7 +65,7 @@ TEST_CASE("after Python loads the bridge, dlsym finds a table for this torch") {
   run("import kestrel_mps_torch_ext\nbridge = kestrel_mps_torch_ext.load_torch_mps_bridge()");
   const kestrel_mps_ext_api* a = api();
   CHECK(a->abi_version == KESTREL_MPS_ABI_VERSION);
-  CHECK(a->struct_size == sizeof(kestrel_mps_ext_api));
+  CHECK(a->struct_size >= sizeof(kestrel_mps_ext_api));  // an older header knows fewer entries
   CHECK(int64_t(a->torch_version_major) == eval_int("int(torch.__version__.split('.')[0])"));
   CHECK(int64_t(a->torch_version_minor) == eval_int("int(torch.__version__.split('.')[1])"));
   CHECK(reinterpret_cast<std::uintptr_t>(a) == uint64_t(eval_int("bridge.table_address")));
@@ -117,6 +124,106 @@ TEST_CASE("resolve refuses a caller without the GIL instead of racing") {
   CHECK(s == KESTREL_MPS_ERROR_GIL_NOT_HELD);
   CHECK(std::string(api()->last_error()).find("GIL") != std::string::npos);
 }
+
+#ifdef KESTREL_MPS_CAP_ATEN_TENSORS
+namespace {
+
+// torch's own AtenTensorHandle for the tensor `name` (a new at::Tensor, as
+// AOTInductor and the stable ABI hold one), as an address; freed by free_handle.
+void* aten_handle(const char* name) {
+  run((std::string("import ctypes\n"
+                   "_get = ctypes.pythonapi.PyCapsule_GetPointer\n"
+                   "_get.restype = ctypes.c_void_p\n"
+                   "_get.argtypes = [ctypes.py_object, ctypes.c_char_p]\n"
+                   "cap_") + name + " = torch._C._aoti.unsafe_alloc_void_ptr_from_tensor(" + name + ")")
+          .c_str());
+  return reinterpret_cast<void*>(
+      eval_int((std::string("_get(cap_") + name + ", None)").c_str()));
+}
+
+void free_handle(const char* name) {
+  run((std::string("torch._C._aoti.alloc_tensor_by_stealing_from_void_ptr(cap_") + name + ")").c_str());
+}
+
+}  // namespace
+
+TEST_CASE("the handle entries are there, behind their capability bit") {
+  const char* why = nullptr;
+  CHECK(kestrel_mps_find_api_requiring(KESTREL_MPS_CAP_ATEN_TENSORS, &why) == api());
+  CHECK(std::string(why).empty());
+}
+
+TEST_CASE("a handle resolves like its Python object, without the GIL") {
+  void* handle = aten_handle("v");
+  kestrel_mps_tensor by_object;
+  REQUIRE(api()->resolve_tensor(object("v"), KESTREL_MPS_ACCESS_READ, &by_object) == KESTREL_MPS_OK);
+  kestrel_mps_tensor by_handle;
+  PyThreadState* saved = PyEval_SaveThread();
+  const kestrel_mps_status s = api()->resolve_aten_tensor(handle, KESTREL_MPS_ACCESS_READ, &by_handle);
+  PyEval_RestoreThread(saved);
+  free_handle("v");
+  REQUIRE(s == KESTREL_MPS_OK);
+  CHECK(std::memcmp(&by_object, &by_handle, sizeof by_handle) == 0);
+}
+
+TEST_CASE("8 threads that never ran Python resolve handles at once") {
+  run("views = [base[i % 4].transpose(0, 1)[i % 3:] for i in range(8)]");
+  std::vector<void*> handles;
+  std::vector<kestrel_mps_tensor> expected(8);
+  for (int i = 0; i < 8; ++i) {
+    const std::string name = "w" + std::to_string(i);
+    run((name + " = views[" + std::to_string(i) + "]").c_str());
+    handles.push_back(aten_handle(name.c_str()));
+    REQUIRE(api()->resolve_tensor(object(name.c_str()), KESTREL_MPS_ACCESS_READ, &expected[i]) ==
+            KESTREL_MPS_OK);
+  }
+  const kestrel_mps_ext_api* a = api();
+  std::atomic<int> mismatches{0};
+  std::atomic<int> go{0};
+  PyThreadState* saved = PyEval_SaveThread();  // no thread below holds or knows the GIL
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      while (go.load() == 0) {
+      }
+      for (int round = 0; round < 2000; ++round) {
+        const int i = (t + round) % 8;
+        kestrel_mps_tensor d;
+        if (a->resolve_aten_tensor(handles[i], KESTREL_MPS_ACCESS_READ, &d) != KESTREL_MPS_OK ||
+            std::memcmp(&d, &expected[i], sizeof d) != 0) {
+          ++mismatches;
+        }
+        kestrel_mps_tensor many[8];
+        size_t failed = 0;
+        if (a->resolve_aten_tensors(handles.data(), 8, nullptr, many, &failed) != KESTREL_MPS_OK ||
+            failed != 8 || std::memcmp(&many[i], &expected[i], sizeof d) != 0) {
+          ++mismatches;
+        }
+      }
+    });
+  }
+  go = 1;
+  for (std::thread& th : threads) th.join();
+  PyEval_RestoreThread(saved);
+  for (int i = 0; i < 8; ++i) free_handle(("w" + std::to_string(i)).c_str());
+  CHECK(mismatches.load() == 0);
+}
+
+TEST_CASE("a NULL handle and a conjugate view are refused with a reason") {
+  kestrel_mps_tensor d;
+  d.ndim = 3;
+  CHECK(api()->resolve_aten_tensor(nullptr, KESTREL_MPS_ACCESS_READ, &d) ==
+        KESTREL_MPS_ERROR_INVALID_ARGUMENT);
+  CHECK(d.ndim == 0);
+  run("c = torch.randn(3, dtype=torch.complex64).conj()");
+  void* handle = aten_handle("c");
+  const kestrel_mps_status s = api()->resolve_aten_tensor(handle, KESTREL_MPS_ACCESS_READ, &d);
+  const std::string why = api()->last_error();
+  free_handle("c");
+  CHECK(s == KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR);
+  CHECK(why.find("conjugate view") != std::string::npos);
+}
+#endif  // KESTREL_MPS_CAP_ATEN_TENSORS
 
 int main(int argc, char** argv) {
   Py_Initialize();

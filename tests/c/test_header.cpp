@@ -53,7 +53,10 @@ TEST_CASE("table layout: version fields lead, entries follow in ABI order") {
   CHECK(offsetof(kestrel_mps_ext_api, run_on_stream_queue) == 104);
   CHECK(offsetof(kestrel_mps_ext_api, last_error) == 112);
   CHECK(offsetof(kestrel_mps_ext_api, command_encoder) == 120);
-  CHECK(sizeof(kestrel_mps_ext_api) == 128);
+  CHECK(KESTREL_MPS_EXT_API_BASE_SIZE == 128);
+  CHECK(offsetof(kestrel_mps_ext_api, resolve_aten_tensor) == 128);
+  CHECK(offsetof(kestrel_mps_ext_api, resolve_aten_tensors) == 136);
+  CHECK(sizeof(kestrel_mps_ext_api) == 144);
 }
 
 TEST_CASE("every status has a distinct name") {
@@ -94,7 +97,7 @@ TEST_CASE("check_api refuses what this consumer cannot use, with a reason") {
   CHECK(std::string(why).find("ABI version") != std::string::npos);
 
   api = valid_table();
-  api.struct_size = sizeof api - 8;  // an older bridge lacking the last entry
+  api.struct_size = KESTREL_MPS_EXT_API_BASE_SIZE - 8;  // lacks an entry of the first ABI 1 table
   CHECK(kestrel_mps_check_api(&api, &why) == nullptr);
   CHECK(std::string(why).find("older") != std::string::npos);
 
@@ -104,6 +107,37 @@ TEST_CASE("check_api refuses what this consumer cannot use, with a reason") {
   CHECK(std::string(why).find("descriptor") != std::string::npos);
 
   CHECK(kestrel_mps_check_api(nullptr, nullptr) == nullptr);  // no message pointer: no crash
+}
+
+TEST_CASE("an older bridge (0.2.0's table) passes check_api, and require_api names what it lacks") {
+  const char* why = nullptr;
+  kestrel_mps_ext_api api = valid_table();
+  api.struct_size = KESTREL_MPS_EXT_API_BASE_SIZE;
+  api.capabilities = KESTREL_MPS_CAP_MPS_STREAM;
+  CHECK(kestrel_mps_check_api(&api, &why) == &api);  // a consumer of the old entries runs
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_MPS_STREAM, &why) == &api);
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_ATEN_TENSORS, &why) == nullptr);
+  CHECK(std::string(why).find("resolve_aten_tensor") != std::string::npos);
+  CHECK(std::string(why).find("upgrade") != std::string::npos);
+
+  // The bit without the entries (a table too small for them) is refused too.
+  api.capabilities |= KESTREL_MPS_CAP_ATEN_TENSORS;
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_ATEN_TENSORS, &why) == nullptr);
+  api.struct_size = sizeof api;
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_ATEN_TENSORS, &why) == &api);
+  CHECK(std::string(why).empty());
+}
+
+TEST_CASE("require_api: a Linux bridge lacks the stream, an unknown bit is refused") {
+  const char* why = nullptr;
+  kestrel_mps_ext_api api = valid_table();
+  api.capabilities = KESTREL_MPS_CAP_ATEN_TENSORS;
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_MPS_STREAM, &why) == nullptr);
+  CHECK(std::string(why).find("Linux") != std::string::npos);
+  CHECK(kestrel_mps_require_api(&api, 0x80u, &why) == nullptr);
+  CHECK(std::string(why).find("unknown") != std::string::npos);
+  CHECK(kestrel_mps_require_api(nullptr, 0u, &why) == nullptr);
+  CHECK(std::string(why).find("not loaded") != std::string::npos);
 }
 
 TEST_CASE("published layouts (LP64): every field 8 bytes, in the published order") {

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Sequence
 
 import pytest
 import torch
@@ -60,3 +61,58 @@ def expect_descriptor(d: kmte.TensorDescriptor, t: torch.Tensor) -> None:
     else:
         last = sum((s - 1) * st for s, st in zip(t.shape, t.stride()))
         assert d.nbytes == (last + 1) * t.element_size()
+
+
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+class AtenHandles:
+    """torch's own AtenTensorHandles (new at::Tensor objects, as AOTInductor
+    and the stable ABI hold them) for tensors, freed on exit."""
+
+    def __init__(self, tensors: Sequence[torch.Tensor]) -> None:
+        self._capsules = [torch._C._aoti.unsafe_alloc_void_ptr_from_tensor(t) for t in tensors]
+        self.addresses: list[int] = [_capsule_pointer(c, None) for c in self._capsules]
+
+    def __enter__(self) -> list[int]:
+        return self.addresses
+
+    def __exit__(self, *exc: object) -> None:
+        for capsule in self._capsules:
+            torch._C._aoti.alloc_tensor_by_stealing_from_void_ptr(capsule)  # takes it back and frees it
+        self._capsules = []
+
+
+class FrontEnd:
+    """One way a consumer reaches the resolve core: `object` passes the
+    torch.Tensor (resolve_tensor(s), under the GIL), `aten_handle` torch's
+    AtenTensorHandle (resolve_aten_tensor(s), without it)."""
+
+    def __init__(self, bridge: kmte.TorchMPSBridge, kind: str) -> None:
+        self.bridge = bridge
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return self.kind
+
+    def resolve(self, t: torch.Tensor, *, writable: bool = False) -> kmte.TensorDescriptor:
+        if self.kind == "object":
+            return self.bridge.resolve(t, writable=writable)
+        with AtenHandles([t]) as (handle,):
+            return self.bridge.resolve_aten_handle(handle, writable=writable)
+
+    def resolve_many(self, ts: Sequence[torch.Tensor],
+                     writable: Sequence[bool] | None = None) -> list[kmte.TensorDescriptor]:
+        if self.kind == "object":
+            return self.bridge.resolve_many(ts, writable)
+        with AtenHandles(ts) as handles:
+            return self.bridge.resolve_aten_handles(handles, writable)
+
+
+@pytest.fixture(scope="session", params=["object", "aten_handle"])
+def front_end(request: pytest.FixtureRequest, bridge: kmte.TorchMPSBridge) -> FrontEnd:
+    """Each resolve front end in turn: the field matrix and the refusals hold
+    for both."""
+    return FrontEnd(bridge, request.param)

@@ -14,9 +14,10 @@ NOT_A_TENSOR = "KESTREL_MPS_ERROR_NOT_A_TENSOR"
 UNSUPPORTED = "KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR"
 
 
-def failure(bridge, obj, **kw) -> kmte.BridgeCallError:
+def failure(resolver, obj, **kw) -> kmte.BridgeCallError:
+    """The refusal of resolver.resolve(obj): a bridge, or a front_end."""
     with pytest.raises(kmte.BridgeCallError) as info:
-        bridge.resolve(obj, **kw)
+        resolver.resolve(obj, **kw)
     return info.value
 
 
@@ -121,8 +122,8 @@ def wrapper_subclass():
     ],
     ids=lambda x: getattr(x, "__name__", None),
 )
-def test_tensors_without_bindable_storage(bridge, factory, status, words):
-    e = failure(bridge, factory())
+def test_tensors_without_bindable_storage(front_end, factory, status, words):
+    e = failure(front_end, factory())
     assert e.status_name == status
     assert words in e.message
 
@@ -134,23 +135,23 @@ def test_tensors_without_bindable_storage(bridge, factory, status, words):
      (lambda: torch.randn(4, 2, dtype=torch.complex128).conj()[1:], "resolve_conj")],
     ids=["conj", "neg", "conj_slice"],
 )
-def test_conjugate_and_negative_views_are_refused_not_silently_wrong(bridge, make_view, words):
-    e = failure(bridge, make_view())
+def test_conjugate_and_negative_views_are_refused_not_silently_wrong(front_end, make_view, words):
+    e = failure(front_end, make_view())
     assert e.status_name == UNSUPPORTED and words in e.message
-    e = failure(bridge, make_view(), writable=True)
+    e = failure(front_end, make_view(), writable=True)
     assert e.status_name == UNSUPPORTED
 
 
-def test_too_many_dims(bridge):
+def test_too_many_dims(front_end):
     t = torch.zeros((1,) * 17)
-    e = failure(bridge, t)
+    e = failure(front_end, t)
     assert e.status_name == "KESTREL_MPS_ERROR_TOO_MANY_DIMS"
     assert "17" in e.message and "16" in e.message
 
 
-def test_sub_byte_dtype_is_refused_with_its_name(bridge):
+def test_sub_byte_dtype_is_refused_with_its_name(front_end):
     t = torch.zeros(4, dtype=torch.uint8).view(torch.bits8)
-    e = failure(bridge, t)
+    e = failure(front_end, t)
     assert e.status_name == "KESTREL_MPS_ERROR_UNSUPPORTED_DTYPE"
     assert "Bits8" in e.message
 

@@ -13,29 +13,29 @@ import kestrel_mps_torch_ext as kmte
 from conftest import requires_mps
 
 
-def test_read_keeps_the_shared_buffer_and_write_gets_its_own(bridge):
+def test_read_keeps_the_shared_buffer_and_write_gets_its_own(front_end):
     original = torch.arange(8.0)
     clone = torch._lazy_clone(original)
-    shared = bridge.resolve(original).buffer
+    shared = front_end.resolve(original).buffer
 
-    read = bridge.resolve(clone)
+    read = front_end.resolve(clone)
     assert read.buffer == shared and not read.writable
 
-    write = bridge.resolve(clone, writable=True)
+    write = front_end.resolve(clone, writable=True)
     assert write.writable
     assert write.buffer != shared  # the clone got its own memory first
-    assert bridge.resolve(clone).buffer == write.buffer
+    assert front_end.resolve(clone).buffer == write.buffer
 
     # A kernel writing through the WRITE descriptor changes the clone only.
     ctypes.c_float.from_address(write.buffer + write.byte_offset).value = 100.0
     assert clone[0].item() == 100.0
     assert original[0].item() == 0.0
-    assert bridge.resolve(original).buffer == shared
+    assert front_end.resolve(original).buffer == shared
 
 
-def test_write_on_a_plain_tensor_keeps_its_buffer(bridge):
+def test_write_on_a_plain_tensor_keeps_its_buffer(front_end):
     t = torch.zeros(4)
-    assert bridge.resolve(t, writable=True).buffer == t.untyped_storage().data_ptr()
+    assert front_end.resolve(t, writable=True).buffer == t.untyped_storage().data_ptr()
 
 
 def test_published_view_reads_a_lazy_clone_without_separating_it(bridge):
@@ -51,12 +51,12 @@ def test_published_view_reads_a_lazy_clone_without_separating_it(bridge):
 
 @requires_mps
 @pytest.mark.mps
-def test_mps_write_to_a_lazy_clone_is_refused_not_memcpyd(bridge):
+def test_mps_write_to_a_lazy_clone_is_refused_not_memcpyd(front_end):
     original = torch.arange(8.0, device="mps")
     clone = torch._lazy_clone(original)
     with pytest.raises(kmte.BridgeCallError) as info:
-        bridge.resolve(clone, writable=True)
+        front_end.resolve(clone, writable=True)
     assert info.value.status_name == "KESTREL_MPS_ERROR_COPY_ON_WRITE"
     assert "clone()" in info.value.message
-    assert bridge.resolve(clone).buffer == bridge.resolve(original).buffer  # still shared, still readable
-    assert bridge.resolve(clone.clone(), writable=True).writable
+    assert front_end.resolve(clone).buffer == front_end.resolve(original).buffer  # still shared, still readable
+    assert front_end.resolve(clone.clone(), writable=True).writable

@@ -62,21 +62,21 @@ def torch_dlpack_dtype(t: torch.Tensor) -> tuple[int, int, int] | None:
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
-def test_every_dense_dtype_maps_to_dlpack(bridge, dtype):
+def test_every_dense_dtype_maps_to_dlpack(front_end, dtype):
     t = make(dtype, (3, 4))
-    d = bridge.resolve(t)
+    d = front_end.resolve(t)
     assert d.dtype == DTYPES[dtype]
     expect_descriptor(d, t)
     assert element_bytes(addressed_view(d, t)) == element_bytes(t)
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
-def test_dtype_agrees_with_torchs_own_dlpack_export(bridge, dtype):
+def test_dtype_agrees_with_torchs_own_dlpack_export(front_end, dtype):
     t = make(dtype, (2,))
     theirs = torch_dlpack_dtype(t)
     if theirs is None:
         pytest.skip(f"torch {torch.__version__} does not export {dtype} through DLPack")
-    assert bridge.resolve(t).dtype == theirs
+    assert front_end.resolve(t).dtype == theirs
 
 
 def views() -> dict[str, torch.Tensor]:
@@ -106,21 +106,21 @@ def views() -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("name", list(views()))
-def test_views_report_offset_strides_and_address_the_same_elements(bridge, name):
+def test_views_report_offset_strides_and_address_the_same_elements(front_end, name):
     t = views()[name]
-    d = bridge.resolve(t)
+    d = front_end.resolve(t)
     expect_descriptor(d, t)
     if t.numel():
         assert element_bytes(addressed_view(d, t)) == element_bytes(t)
 
 
 @pytest.mark.parametrize("ndim", range(0, 9))
-def test_shapes_of_every_rank_including_zero_sizes(bridge, ndim):
+def test_shapes_of_every_rank_including_zero_sizes(front_end, ndim):
     g = torch.Generator().manual_seed(ndim)
     for trial in range(20):
         shape = tuple(int(x) for x in torch.randint(0, 4, (ndim,), generator=g))
         t = torch.randn(shape, generator=g)
-        expect_descriptor(bridge.resolve(t), t)
+        expect_descriptor(front_end.resolve(t), t)
 
 
 def test_shape_and_stride_entries_past_ndim_are_zero(bridge):
@@ -136,31 +136,31 @@ def test_shape_and_stride_entries_past_ndim_are_zero(bridge):
     assert out.reserved == 0
 
 
-def test_descriptor_is_a_copy_not_a_reference_to_torch_metadata(bridge):
+def test_descriptor_is_a_copy_not_a_reference_to_torch_metadata(front_end):
     t = torch.zeros(4, 6)
-    d = bridge.resolve(t)
+    d = front_end.resolve(t)
     t.resize_(2, 3)  # in-place metadata change after resolution
     assert d.shape == (4, 6) and d.strides == (6, 1)
 
 
-def test_parameter_and_plain_subclass_resolve(bridge):
+def test_parameter_and_plain_subclass_resolve(front_end):
     class Plain(torch.Tensor):
         pass
 
     p = torch.nn.Parameter(torch.randn(3, 2))
     s = torch.randn(5).as_subclass(Plain)
-    expect_descriptor(bridge.resolve(p), p)
-    expect_descriptor(bridge.resolve(s), s)
+    expect_descriptor(front_end.resolve(p), p)
+    expect_descriptor(front_end.resolve(s), s)
 
 
-def test_batch_equals_single_calls(bridge):
+def test_batch_equals_single_calls(front_end):
     ts = [views()[k] for k in ("contiguous", "transpose", "zero_dim", "empty", "expand_zero_strides")]
-    batch = bridge.resolve_many(ts)
-    assert batch == [bridge.resolve(t) for t in ts]
-    assert bridge.resolve_many([]) == []
+    batch = front_end.resolve_many(ts)
+    assert batch == [front_end.resolve(t) for t in ts]
+    assert front_end.resolve_many([]) == []
 
 
-def test_batch_access_flags_apply_per_tensor(bridge):
+def test_batch_access_flags_apply_per_tensor(front_end):
     a, b = torch.zeros(3), torch.ones(3)
-    da, db = bridge.resolve_many([a, b], writable=[False, True])
+    da, db = front_end.resolve_many([a, b], writable=[False, True])
     assert not da.writable and db.writable

@@ -82,9 +82,9 @@ def view_chains(draw):
 
 @SETTINGS
 @given(view_chains())
-def test_descriptor_matches_torch_and_addresses_the_same_elements(bridge, case):
+def test_descriptor_matches_torch_and_addresses_the_same_elements(front_end, case):
     t, _steps = case
-    d = bridge.resolve(t)
+    d = front_end.resolve(t)
     expect_descriptor(d, t)
     assert d.dtype == DTYPES[t.dtype]
     if t.numel():
