@@ -6,6 +6,8 @@
 //   kestrel_v1       the published table's tensor_view_from_pyobject (getter found with dlsym)
 //   kestrel          the extension table's resolve_tensor (found with dlsym, as consumers do)
 //   kestrel_batch8   table->resolve_tensors over 8 tensors (time per call)
+//   kestrel_aten     the extension table's resolve_aten_tensor on the tensor's
+//                    AtenTensorHandle, as a stable-ABI op receives it (no GIL needed)
 //   dlpack_c         torch's DLPack C exchange: dltensor_from_py_object_no_sync
 //   to_dlpack        torch.utils.dlpack.to_dlpack(t) (capsule created and freed)
 //   python           t.untyped_storage().data_ptr(), t.shape, t.stride(), t.storage_offset(), t.dtype
@@ -129,6 +131,21 @@ void kestrel(benchmark::State& state, const char* name) {
   }
 }
 
+void kestrel_aten(benchmark::State& state, const char* name) {
+  // What a stable-ABI kernel holds: torch::stable::Tensor::get(), an at::Tensor*.
+  void* handle = const_cast<at::Tensor*>(&THPVariable_Unpack(object(name)));
+  kestrel_mps_tensor d;
+  if (g_api->resolve_aten_tensor(handle, KESTREL_MPS_ACCESS_READ, &d) != KESTREL_MPS_OK) {
+    state.SkipWithError(g_api->last_error());
+    return;
+  }
+  AllocCounter count(state);
+  for (auto _ : state) {
+    g_api->resolve_aten_tensor(handle, KESTREL_MPS_ACCESS_READ, &d);
+    benchmark::DoNotOptimize(d);
+  }
+}
+
 void kestrel_v1(benchmark::State& state, const char* name) {
   PyObject* obj = object(name);
   KestrelMPSTensorView v;
@@ -196,7 +213,7 @@ def python_path(t):
 exchange = torch.Tensor.__dlpack_c_exchange_api__
 )PY");
   const char* why = nullptr;
-  g_api = kestrel_mps_find_api(&why);
+  g_api = kestrel_mps_find_api_requiring(KESTREL_MPS_CAP_ATEN_TENSORS, &why);
   if (g_api == nullptr) {
     std::fprintf(stderr, "bench: %s\n", why);
     return 2;
@@ -220,6 +237,7 @@ exchange = torch.Tensor.__dlpack_c_exchange_api__
     benchmark::RegisterBenchmark(("floor/" + n).c_str(), floor_, name);
     benchmark::RegisterBenchmark(("kestrel_v1/" + n).c_str(), kestrel_v1, name);
     benchmark::RegisterBenchmark(("kestrel/" + n).c_str(), kestrel, name);
+    benchmark::RegisterBenchmark(("kestrel_aten/" + n).c_str(), kestrel_aten, name);
     benchmark::RegisterBenchmark(("dlpack_c/" + n).c_str(), dlpack_c, name);
     benchmark::RegisterBenchmark(("to_dlpack/" + n).c_str(), call_python, "to_dlpack", name);
     benchmark::RegisterBenchmark(("python/" + n).c_str(), call_python, "python_path", name);

@@ -119,7 +119,7 @@ def measure(args: argparse.Namespace) -> int:
     return 0
 
 
-ORDER = ["floor", "kestrel_v1", "kestrel", "dlpack_c", "to_dlpack", "python"]
+ORDER = ["floor", "kestrel_v1", "kestrel", "kestrel_aten", "dlpack_c", "to_dlpack", "python"]
 
 
 def table(r: dict) -> str:
@@ -147,6 +147,14 @@ def table(r: dict) -> str:
         verdict = "met" if max(ratios) <= 1 else "missed"
         lines += ["", f"- published entry (kestrel_v1) / torch's DLPack C exchange: {ratios[0]:.2f}x contiguous, "
                       f"{ratios[1]:.2f}x strided (goal: at or below 1x on both: {verdict})"]
+    if "kestrel_aten/contiguous" in res:
+        kinds = ("contiguous", "strided")
+        to_v1 = [res[f"kestrel_aten/{k}"]["median_ns"] / res[f"kestrel_v1/{k}"]["median_ns"] for k in kinds]
+        to_floor = [res[f"kestrel_aten/{k}"]["median_ns"] / res[f"floor/{k}"]["median_ns"] for k in kinds]
+        verdict = "met" if max(to_v1) <= 1 and max(to_floor) <= 2 else "missed"
+        lines.append(f"- handle entry (kestrel_aten) / published entry: {to_v1[0]:.2f}x contiguous, {to_v1[1]:.2f}x "
+                     f"strided; / floor: {to_floor[0]:.2f}x, {to_floor[1]:.2f}x (goal: at or below 1x the "
+                     f"published entry and 2x the floor: {verdict})")
     if "load_ms" in r:
         lo, lib = r["load_ms"], r["library"]
         lines += ["", f"- `load_torch_mps_bridge()` after `import torch`, cold, fresh process: median "
