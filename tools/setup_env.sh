@@ -46,6 +46,21 @@ build_catch2_tests() {
   cmake --build "$BUILD/tests"
 }
 
+# Builds examples/stable_op against the installed torch and package, installs
+# it under $BUILD/stable_op-site and exports KESTREL_STABLE_OP_SITE there, so
+# that tests/python/test_stable_op.py runs that binary instead of building
+# its own.
+build_stable_op_example() {
+  local site="$BUILD/stable_op-site"
+  rm -rf "$BUILD/stable_op" "$site"
+  cmake -S "$ROOT/examples/stable_op" -B "$BUILD/stable_op" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DPython_EXECUTABLE="$(command -v "$PY")" \
+    -DKestrelMPSTorchExt_DIR="$("$PY" -m kestrel_mps_torch_ext --cmake-dir)" >/dev/null
+  cmake --build "$BUILD/stable_op" >/dev/null
+  cmake --install "$BUILD/stable_op" --prefix "$site" >/dev/null
+  export KESTREL_STABLE_OP_SITE="$site"
+}
+
 # A venv beside the installed packages with torch==$1 (served locally),
 # made once; prints its python.
 torch_venv() {

@@ -18,14 +18,8 @@ WHEEL=$(ls "$BUILD"/dist-minors/kestrel_mps_torch_ext-*manylinux*.whl)
 
 echo "== examples/stable_op, built once against torch 2.13 (TORCH_TARGET_VERSION 2.10)"
 "$PY" -m pip install -q --no-deps --force-reinstall "$WHEEL"
-STABLE_OP_SITE="$BUILD/stable_op-site"
-rm -rf "$BUILD/stable_op" "$STABLE_OP_SITE"
-cmake -S "$ROOT/examples/stable_op" -B "$BUILD/stable_op" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DPython_EXECUTABLE="$(command -v "$PY")" -DKestrelMPSTorchExt_DIR="$("$PY" -m kestrel_mps_torch_ext --cmake-dir)" >/dev/null
-cmake --build "$BUILD/stable_op" >/dev/null
-cmake --install "$BUILD/stable_op" --prefix "$STABLE_OP_SITE" >/dev/null
-export KESTREL_STABLE_OP_SITE="$STABLE_OP_SITE"
-sha256sum "$STABLE_OP_SITE/kestrel_stable_op/_C.so"
+build_stable_op_example
+sha256sum "$KESTREL_STABLE_OP_SITE/kestrel_stable_op/_C.so"
 
 for python in "$PY" "$OTHER_PY"; do
   version=$("$python" -c "import torch; print(torch.__version__)")

@@ -18,6 +18,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 echo "== ctest under ASan+UBSan"
 (cd "$ASAN_BUILD" && ctest --output-on-failure -E '^header_(gcc|clang)_')
 echo "== pytest with the instrumented shim"
+build_stable_op_example  # before the preload: cmake and the compiler run uninstrumented
 asan_rt="$(${CXX:-g++} -print-file-name=libasan.so) $(${CXX:-g++} -print-file-name=libubsan.so)"
 LD_PRELOAD="$asan_rt" "$PY" -c "import kestrel_mps_torch_ext as k, sys; p = str(k.load_torch_mps_bridge().path); print('loaded', p); sys.exit(0 if p.startswith('$ASAN_BUILD') else 'not the instrumented shim')"
 cd "$ROOT" && LD_PRELOAD="$asan_rt" KESTREL_HYPOTHESIS_EXAMPLES=${KESTREL_HYPOTHESIS_EXAMPLES:-1000} \
