@@ -18,15 +18,6 @@
 namespace kestrel_example {
 namespace {
 
-// Mirrors the kernel's Params (natural alignment on both sides).
-struct Params {
-  int32_t ndim;
-  float alpha;
-  int64_t numel;
-  int64_t sizes[KESTREL_MPS_MAX_NDIM];
-  int64_t strides[3][KESTREL_MPS_MAX_NDIM];  // x, y, out; in elements
-};
-
 const char* const kSource = R"(
 #include <metal_stdlib>
 using namespace metal;
@@ -49,11 +40,12 @@ kernel void kestrel_scale_add_f32(device const float* x [[buffer(0)]],
 }
 )";
 static_assert(KESTREL_MPS_MAX_NDIM == 16, "kSource spells the dimension limit");
+static_assert(sizeof(KernelParams) == 8 + 8 + 8 * 16 * 4, "kSource's Params has no padding");
 
 struct Launch {
   const kestrel_mps_ext_api* api;
   id<MTLComputePipelineState> pipeline;
-  Params params;
+  KernelParams params;
   const Operands* ops;
   std::string error;
 };
@@ -104,19 +96,10 @@ void on_queue(void* raw) {  // on the stream's queue, in the bridge's pool
 }  // namespace
 
 std::string launch_metal(const kestrel_mps_ext_api& api, const Operands& ops) {
-  if (ops.out.dtype.bits != 32) return "Metal has no float64; use float32 on MPS";
   if (ops.out.numel > INT64_C(0xFFFFFFFF)) return "more than 2^32 elements in one launch";
-  Launch l{&api, nil, {}, &ops, {}};
+  Launch l{&api, nil, kernel_params(ops), &ops, {}};
   l.pipeline = pipeline(api, l.error);
   if (l.pipeline == nil) return l.error;
-  l.params.ndim = ops.out.ndim;
-  l.params.alpha = static_cast<float>(ops.alpha);
-  l.params.numel = ops.out.numel;
-  const kestrel_mps_tensor* operands[3] = {&ops.x, &ops.y, &ops.out};
-  for (int32_t d = 0; d < ops.out.ndim; ++d) {
-    l.params.sizes[d] = ops.out.shape[d];
-    for (int k = 0; k < 3; ++k) l.params.strides[k][d] = operands[k]->strides[d];
-  }
   if (api.run_on_stream_queue(on_queue, &l) != KESTREL_MPS_OK) return api.last_error();
   return l.error;
 }

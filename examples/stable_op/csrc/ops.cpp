@@ -90,21 +90,18 @@ void scale_add_into(const char* op, const Tensor& x, const Tensor& y, double alp
   const Operands ops{resolved[0], resolved[1], resolved[2], alpha};
   check_operands(op, ops);
   if (ops.out.numel == 0) return;
-  switch (ops.x.device_type) {
-    case KESTREL_MPS_DEVICE_CPU:
-      launch_cpu(ops);
-      return;
 #ifdef KESTREL_EXAMPLE_METAL
-    case KESTREL_MPS_DEVICE_METAL: {
-      const std::string error = launch_metal(api, ops);
-      STD_TORCH_CHECK(error.empty(), op, ": ", error);
-      return;
-    }
-#endif
-    default:
-      STD_TORCH_CHECK(false, op, ": no kernel in this build for device type ",
-                      ops.x.device_type, " (DLPack code)");
+  if (ops.x.device_type == KESTREL_EXAMPLE_METAL_DEVICE) {
+    STD_TORCH_CHECK(ops.x.dtype.bits == 32, op, ": Metal has no float64; use float32 on MPS");
+    const std::string error = launch_metal(api, ops);
+    STD_TORCH_CHECK(error.empty(), op, ": ", error);
+    return;
   }
+#endif
+  STD_TORCH_CHECK(ops.x.device_type == KESTREL_MPS_DEVICE_CPU, op,
+                  ": no kernel in this build for device type ", ops.x.device_type,
+                  " (DLPack code)");
+  launch_cpu(ops);
 }
 
 Tensor scale_add(Tensor x, Tensor y, double alpha) {

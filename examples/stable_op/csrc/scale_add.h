@@ -4,6 +4,7 @@
 // reported; each launch reads only the descriptors, never torch.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "kestrel_mps_api.h"
@@ -20,6 +21,36 @@ struct Operands {
 void launch_cpu(const Operands& ops);
 
 #ifdef KESTREL_EXAMPLE_METAL
+// What the Metal kernel reads at buffer index 3 (x, y, out at 0, 1, 2, each
+// bound at its byte offset). The kernel's source spells the same struct.
+struct KernelParams {
+  int32_t ndim;
+  float alpha;
+  int64_t numel;
+  int64_t sizes[KESTREL_MPS_MAX_NDIM];
+  int64_t strides[3][KESTREL_MPS_MAX_NDIM];  // x, y, out; in elements
+};
+
+// The launch's params from the resolved operands.
+inline KernelParams kernel_params(const Operands& ops) {
+  KernelParams p{};
+  p.ndim = ops.out.ndim;
+  p.alpha = static_cast<float>(ops.alpha);
+  p.numel = ops.out.numel;
+  const kestrel_mps_tensor* operands[3] = {&ops.x, &ops.y, &ops.out};
+  for (int32_t d = 0; d < ops.out.ndim; ++d) {
+    p.sizes[d] = ops.out.shape[d];
+    for (int k = 0; k < 3; ++k) p.strides[k][d] = operands[k]->strides[d];
+  }
+  return p;
+}
+
+// The device type whose tensors take the Metal launch: MPS, except in the
+// simulated runtime's build, where CPU tensors stand in for MPS ones.
+#ifndef KESTREL_EXAMPLE_METAL_DEVICE
+#define KESTREL_EXAMPLE_METAL_DEVICE KESTREL_MPS_DEVICE_METAL
+#endif
+
 // Metal (launch_metal.mm, macOS only; the simulated runtime's twin is
 // tests/sim/consumers/stable_op_launch.cpp): encodes the kernel on torch's
 // coalesced encoder on the stream's queue. Returns "" or the reason it could
