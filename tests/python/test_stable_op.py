@@ -25,6 +25,10 @@ import kestrel_mps_torch_ext as kmte
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "stable_op"
 
+pytestmark = pytest.mark.skipif(
+    tuple(int(p) for p in torch.__version__.split(".")[:2]) < (2, 10),
+    reason="the example's stable-ABI calls need torch 2.10 or later (its TORCH_TARGET_VERSION)")
+
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
