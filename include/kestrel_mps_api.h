@@ -55,7 +55,11 @@
  * queue in some entry points, and Python code drops and retakes the GIL
  * between bytecodes: a Python callback on the queue can deadlock against
  * such a thread even when its caller held the GIL across the dispatch (seen
- * in the simulated runtime). Callbacks and blocks on the queue are C.
+ * in the simulated runtime). Callbacks and blocks on the queue are C, and
+ * a C callback that calls PyGILState_Ensure (or anything that takes the
+ * GIL) is a Python callback: collect what Python needs and hand it over
+ * after run_on_stream_queue returns. The Python package's ctypes table
+ * refuses Python callables for run_on_stream_queue for this reason.
  *
  * The command buffer's lifetime: PyTorch owns it and may commit and replace
  * it between two of your blocks (its own ops commit adaptively, and
@@ -184,7 +188,12 @@ const char* KestrelMPSTorchExtTorchTag(void) KESTREL_MPS_NOEXCEPT;
  * wrapper subclasses, ...). Plain subclasses and nn.Parameter are accepted.
  * The buffer is taken with torch's read accessor: a copy-on-write storage
  * stays shared (write only through the extension's KESTREL_MPS_ACCESS_WRITE).
- * Neither contiguity nor dtype is checked. */
+ * Neither contiguity nor dtype is checked: every dtype torch stores is
+ * described as torch stores it, including the sub-byte placeholders
+ * torch.uint1..uint7 and int1..int7, which torch keeps one element per byte
+ * (element_size_bytes 1, scalar_type torch's code); the extension refuses
+ * those (KESTREL_MPS_ERROR_UNSUPPORTED_DTYPE: no DLPack encoding of a
+ * one-per-byte sub-byte type). Messages start "tensor_view_from_pyobject: ". */
 const char* KestrelMPSTensorViewFromPyObject(
     PyObject* obj, KestrelMPSTensorView* out) KESTREL_MPS_NOEXCEPT;
 
@@ -726,24 +735,78 @@ KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_require_api(
 #if !defined(KESTREL_MPS_NO_CONSUMER_HELPER) && !defined(_WIN32)
 #include <dlfcn.h>
 
-/* Find the bridge's extension table among the globally loaded libraries and
- * check it (kestrel_mps_require_api with the capability bits in `required`,
- * 0 for none). Cheap enough to call once per process; cache the result.
- * glibc before 2.36 declares RTLD_DEFAULT only under _GNU_SOURCE (2.36 and
- * later, following POSIX.1-2024, and macOS always do), so where it is
- * missing the global scope is reached through dlopen(NULL), which POSIX
- * defines as the program plus every RTLD_GLOBAL library. */
-KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_find_api_requiring(
-    uint32_t required, const char** error_message) {
-  void* symbol;
+/* dlsym over the global scope: the program and every RTLD_GLOBAL library
+ * (where load_torch_mps_bridge() puts the bridge). glibc before 2.36
+ * declares RTLD_DEFAULT only under _GNU_SOURCE (2.36 and later, following
+ * POSIX.1-2024, and macOS always do), so where it is missing the global
+ * scope is reached through dlopen(NULL), which POSIX defines as that
+ * scope. */
+KESTREL_MPS_INLINE void* kestrel_mps_global_symbol(const char* name) {
 #ifdef RTLD_DEFAULT
-  symbol = dlsym(RTLD_DEFAULT, KESTREL_MPS_API_SYMBOL);
+  return dlsym(RTLD_DEFAULT, name);
 #else
   void* self = dlopen(NULL, RTLD_LAZY);
-  symbol = self != NULL ? dlsym(self, KESTREL_MPS_API_SYMBOL) : NULL;
+  void* symbol = self != NULL ? dlsym(self, name) : NULL;
   if (self != NULL) dlclose(self);
+  return symbol;
 #endif
-  return kestrel_mps_require_api(symbol, required, error_message);
+}
+
+/* Find the bridge's extension table among the globally loaded libraries and
+ * check it (kestrel_mps_require_api with the capability bits in `required`,
+ * 0 for none). Cheap enough to call once per process; cache the result. */
+KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_find_api_requiring(
+    uint32_t required, const char** error_message) {
+  return kestrel_mps_require_api(kestrel_mps_global_symbol(KESTREL_MPS_API_SYMBOL), required,
+                                 error_message);
+}
+
+/* A function of the global scope (kestrel_mps_global_symbol), as a generic
+ * function pointer to cast to its real type, e.g.
+ *   typedef const char* (*encoder_fn)(void*, void**);
+ *   encoder_fn encoder = (encoder_fn)kestrel_mps_global_function("KestrelMPSCommandEncoder");
+ * ISO C has no cast from dlsym's object pointer to a function pointer (one
+ * function pointer type to another is fine); the union (C) and
+ * reinterpret_cast (C++, conditionally supported, as POSIX requires) are
+ * the portable spellings, clean under -pedantic. NULL if not found. */
+typedef void (*kestrel_mps_function)(void);
+KESTREL_MPS_INLINE kestrel_mps_function kestrel_mps_global_function(const char* name) {
+#ifdef __cplusplus
+  return reinterpret_cast<kestrel_mps_function>(kestrel_mps_global_symbol(name));
+#else
+  union {
+    void* object;
+    kestrel_mps_function function;
+  } cast;
+  cast.object = kestrel_mps_global_symbol(name);
+  return cast.function;
+#endif
+}
+
+/* The published (0.1.x) table, found as kestrel_mps_find_api finds the
+ * extension's: KestrelMPSTorchExtAPI_v1 looked up in the global scope and
+ * called. NULL, with a static message in *error_message (when not NULL),
+ * if the getter is not loaded, returns NULL, or gives a table of another
+ * api_version than KESTREL_MPS_TORCH_EXT_API_VERSION; *error_message is
+ * NULL on success. */
+KESTREL_MPS_INLINE const KestrelMPSTorchExtAPI* kestrel_mps_find_published_api(
+    const char** error_message) {
+  KestrelMPSTorchExtAPIGetter getter =
+      (KestrelMPSTorchExtAPIGetter)kestrel_mps_global_function("KestrelMPSTorchExtAPI_v1");
+  const KestrelMPSTorchExtAPI* api = getter != NULL ? getter() : NULL;
+  const char* why = NULL;
+  if (getter == NULL) {
+    why = "KestrelMPSTorchExtAPI_v1 is not loaded: call "
+          "kestrel_mps_torch_ext.load_torch_mps_bridge() first (it loads the bridge RTLD_GLOBAL)";
+  } else if (api == NULL) {
+    why = "KestrelMPSTorchExtAPI_v1() returned NULL";
+  } else if (api->api_version != KESTREL_MPS_TORCH_EXT_API_VERSION) {
+    why = "the published table has another api_version than this consumer was compiled "
+          "for (KESTREL_MPS_TORCH_EXT_API_VERSION)";
+    api = NULL;
+  }
+  if (error_message != NULL) *error_message = why;
+  return api;
 }
 
 /* kestrel_mps_find_api_requiring(0, error_message). */

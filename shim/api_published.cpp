@@ -64,8 +64,11 @@ KESTREL_EXPORT const char* KestrelMPSTensorViewFromPyObject(PyObject* obj,
   // macOS builds take MPS tensors only, as published; Linux builds (and the
   // simulated MPS runtime) also take CPU and CUDA tensors so that this path
   // runs for real in tests.
-  return kestrel_shim::published_result(
-      kestrel_shim::tensor_view(obj, out, /*mps_only=*/KESTREL_MPS_ONLY_TENSORS != 0));
+  const kestrel_mps_status status =
+      kestrel_shim::tensor_view(obj, out, /*mps_only=*/KESTREL_MPS_ONLY_TENSORS != 0);
+  // Every published message starts with its entry's name.
+  if (status != KESTREL_MPS_OK) kestrel_shim::retitle("resolve:", "tensor_view_from_pyobject:");
+  return kestrel_shim::published_result(status);
 }
 
 KESTREL_EXPORT const char* KestrelMPSGetCurrentStreamView(KestrelMPSStreamView* out) noexcept {

@@ -2,6 +2,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 
 namespace kestrel_shim {
 namespace {
@@ -19,5 +20,13 @@ kestrel_mps_status fail(kestrel_mps_status status, const char* format, ...) noex
 }
 
 const char* last_error() noexcept { return tls_message; }
+
+void retitle(const char* from, const char* to) noexcept {
+  const std::size_t n = std::strlen(from);
+  if (std::strncmp(tls_message, from, n) != 0) return;
+  char rest[sizeof tls_message];
+  std::snprintf(rest, sizeof rest, "%s", tls_message + n);
+  std::snprintf(tls_message, sizeof tls_message, "%s%s", to, rest);
+}
 
 }  // namespace kestrel_shim

@@ -16,6 +16,11 @@ kestrel_mps_status fail(kestrel_mps_status status, const char* format, ...) noex
 // This thread's last error message ("" before the first failure).
 const char* last_error() noexcept;
 
+// Replaces a leading `from` of this thread's message with `to`: the shared
+// resolve core says "resolve:", and an entry whose messages name the entry
+// (the published ones) retitles them.
+void retitle(const char* from, const char* to) noexcept;
+
 // The published convention: NULL on success, else this thread's message.
 inline const char* published_result(kestrel_mps_status status) noexcept {
   return status == KESTREL_MPS_OK ? nullptr : last_error();

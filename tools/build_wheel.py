@@ -77,6 +77,7 @@ def main() -> int:
     installed = minor_of(installed_torch())
     platforms = torch_wheels.MACOS_PLATFORMS if sys.platform == "darwin" else torch_wheels.LINUX_PLATFORMS
     extra = []
+    bundled = [installed]
     for version in args.versions:
         if minor_of(version) == installed:
             continue  # the wheel build itself covers the installed torch
@@ -88,15 +89,20 @@ def main() -> int:
             print(f"left out torch {version}: {e}")
             continue
         extra.append(build_shim(root, args.build_dir / f"torch{version}"))
+        bundled.append(minor_of(version))
 
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("**/kestrel_mps_torch_ext-*.whl"):
         old.unlink()
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(args.out), str(ROOT)]
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(args.out),
+           f"-Cwheel.build-tag={build_tag(sorted(set(bundled)))}", str(ROOT)]
     if extra:
         cmd.append("-Ccmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))
     subprocess.run(cmd, check=True)
     (wheel,) = args.out.glob("kestrel_mps_torch_ext-*.whl")
+    tag = build_tag(sorted(set(bundled)))
+    if f"-{tag}-" not in wheel.name:
+        raise SystemExit(f"{wheel.name} does not carry the build tag {tag}")
     if args.repair:
         wheel = repair(wheel, args.out)
     import zipfile
@@ -112,6 +118,14 @@ def main() -> int:
     check_no_build_paths(wheel, libs)
     print(f"{wheel}\n  bundles: {', '.join(n.rsplit('/', 1)[-1] for n in libs)}")
     return 0
+
+
+def build_tag(minors: list[tuple[int, int]]) -> str:
+    """The wheel's build tag, naming the torch minors it bundles
+    ("1_torch213_torch214"), so that wheels built for different minors have
+    different file names in a wheelhouse or pip's cache. A build tag must
+    start with a digit; the leading 1 is this naming scheme's number."""
+    return "1_" + "_".join(f"torch{major}{minor}" for major, minor in minors)
 
 
 def check_no_build_paths(wheel: Path, members: list[str]) -> None:

@@ -34,7 +34,7 @@ pip_pkgs=("scikit-build-core>=0.10" "packaging>=21" cmake ninja)
 build_and_install_wheel() {
   rm -rf "$BUILD/dist"
   echo "== building the wheel for torch $("$PY" -c 'import torch; print(torch.__version__)')"
-  "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$BUILD/dist" "$ROOT"
+  "$PY" "$ROOT/tools/build_wheel.py" --out "$BUILD/dist"  # named for its torch minor
   "$PY" -m pip install -q --no-deps --force-reinstall "$BUILD"/dist/kestrel_mps_torch_ext-*.whl
 }
 

@@ -11,7 +11,8 @@ Importing this package loads nothing and does not import torch.
 
 from __future__ import annotations
 
-from ._bridge import TensorDescriptor, TorchMPSBridge
+from . import _import_guard
+from ._bridge import TensorDescriptor, TorchMPSBridge, TorchVersion
 from ._errors import (
     BridgeCallError,
     BridgeLoadError,
@@ -22,6 +23,9 @@ from ._errors import (
 )
 from ._loader import get_api_pointer, load_torch_mps_bridge
 from ._paths import cmake_dir, get_include, library_dir, library_path
+from ._probe import MPSProbe, probe_mps
+
+_import_guard.install()
 
 __version__ = "0.3.0"
 
@@ -31,8 +35,10 @@ __all__ = [
     "BridgeMismatchError",
     "BridgeUnavailableError",
     "KestrelMPSError",
+    "MPSProbe",
     "TensorDescriptor",
     "TorchMPSBridge",
+    "TorchVersion",
     "UnsupportedTorchVersionError",
     "cmake_dir",
     "get_api_pointer",
@@ -40,6 +46,7 @@ __all__ = [
     "library_dir",
     "library_path",
     "load_torch_mps_bridge",
+    "probe_mps",
     "supported_torch_minors",
 ]
 

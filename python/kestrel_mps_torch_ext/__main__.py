@@ -1,5 +1,5 @@
-"""python -m kestrel_mps_torch_ext: a diagnostic report, or a path for build
-systems (--include, --cmake-dir)."""
+"""python -m kestrel_mps_torch_ext: a diagnostic report, or a path or flag for
+build systems (--include, --includes, --cmake-dir); --version."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def _report() -> tuple[dict[str, Any], bool]:
         info["torch"] = f"not importable: {e}"
         return info, False
     info["torch"] = str(torch.__version__)
-    info["mps_available"] = bool(torch.backends.mps.is_available())
+    from ._probe import probe_mps
+
+    mps = probe_mps()
+    info["mps_available"] = mps.available
+    info["mps_usable"] = mps.usable
+    info["mps"] = mps.detail
     from ._loader import load_torch_mps_bridge
 
     try:
@@ -43,14 +48,14 @@ def _report() -> tuple[dict[str, Any], bool]:
     info["abi_version"] = bridge.abi_version
     info["table_address"] = hex(bridge.table_address)
     info["mps_stream_backend"] = bridge.has_mps_stream
-    device = "mps" if info["mps_available"] else "cpu"
-    expr = f"torch.arange(24, device='{device}').reshape(2, 3, 4)[:, 1:, ::2]"
+    # A hosted macOS runner's device is available and unusable: the probe
+    # says so above, and the sample stays on the CPU.
+    device = "mps" if mps.usable else "cpu"
+    expr = f"torch.arange(24, dtype=torch.float32, device={device!r}).reshape(2, 3, 4)[:, 1:, ::2]"
     try:
         sample = torch.arange(24, dtype=torch.float32, device=device).reshape(2, 3, 4)[:, 1:, ::2]
         d = bridge.resolve(sample)
     except (RuntimeError, KestrelMPSError) as e:
-        # A hosted macOS runner's device is "available" and fails its first
-        # allocation: a fact to report, not a crash of the report.
         info["sample_tensor"] = f"{expr} failed: {type(e).__name__}: {e}"
         return _stream(bridge, info), True
     info["sample_tensor"] = {
@@ -60,8 +65,8 @@ def _report() -> tuple[dict[str, Any], bool]:
         "nbytes": d.nbytes,
         "shape": list(d.shape),
         "strides": list(d.strides),
-        "dtype": list(d.dtype),
-        "device": [d.device_type, d.device_index],
+        "dtype": f"{str(sample.dtype).removeprefix('torch.')} (DLPack code, bits, lanes: {list(d.dtype)})",
+        "device": f"{sample.device.type} (DLPack device type, index: {[d.device_type, d.device_index]})",
     }
     return _stream(bridge, info), True
 
@@ -77,12 +82,18 @@ def _stream(bridge: TorchMPSBridge, info: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kestrel_mps_torch_ext", description=__doc__)
     group = parser.add_mutually_exclusive_group()
+    group.add_argument("--version", action="version", version=f"kestrel-mps-torch-ext {__version__}")
     group.add_argument("--include", action="store_true", help="print the header directory")
+    group.add_argument("--includes", action="store_true",
+                       help="print the compiler flag for the header directory (-I...), as pybind11 does")
     group.add_argument("--cmake-dir", action="store_true", help="print the CMake package directory")
     group.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.include:
         print(get_include())
+        return 0
+    if args.includes:
+        print(f"-I{get_include()}")
         return 0
     if args.cmake_dir:
         print(cmake_dir())

@@ -4,6 +4,7 @@ size against the header and the loaded table)."""
 from __future__ import annotations
 
 import ctypes
+from _ctypes import CFuncPtr
 
 ABI_VERSION = 1
 API_SYMBOL = "KestrelMPS_kmte_ext_v1"
@@ -13,16 +14,6 @@ MAX_NDIM = 16
 GETTER_SYMBOL = "KestrelMPSTorchExtAPI_v1"
 PUBLISHED_API_VERSION = 1
 PUBLISHED_MAX_DIMS = 16
-PUBLISHED_FUNCTIONS = (
-    "KestrelMPSTorchExtAPI_v1",
-    "KestrelMPSTorchExtTorchTag",
-    "KestrelMPSTensorViewFromPyObject",
-    "KestrelMPSGetCurrentStreamView",
-    "KestrelMPSEndKernelCoalescing",
-    "KestrelMPSCommandBuffer",
-    "KestrelMPSCommitStream",
-    "KestrelMPSCommandEncoder",
-)
 
 STATUS_NAMES = {
     0: "KESTREL_MPS_OK",
@@ -102,7 +93,54 @@ HandleFn = ctypes.CFUNCTYPE(Status, ctypes.POINTER(ctypes.c_void_p))
 VoidFn = ctypes.CFUNCTYPE(Status)
 SynchronizeFn = ctypes.CFUNCTYPE(Status, ctypes.c_int32)
 QueueCallback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-RunOnQueueFn = ctypes.CFUNCTYPE(Status, QueueCallback, ctypes.c_void_p)
+
+
+def _wraps_python(obj: object) -> bool:
+    """Whether a ctypes object is (or casts, or keeps alive) a C thunk that
+    runs a Python callable: its `_objects` holds the CThunkObject."""
+    seen: set[int] = set()
+    todo = [getattr(obj, "_objects", None)]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if type(item).__name__ == "CThunkObject":
+            return True
+        if isinstance(item, dict):
+            todo.extend(item.values())
+        else:
+            todo.append(getattr(item, "_objects", None))
+    return False
+
+
+class CQueueCallback:
+    """run_on_stream_queue's callback as ctypes passes it from Python: a C
+    function (a library's export, or its address as an int) and never a
+    Python callable. Python on the stream's queue takes the GIL while the
+    queue is held, and torch holds the GIL while it waits for the queue in
+    some entry points: a lock-order deadlock no GIL handling can rule out
+    (Python drops and retakes the GIL between bytecodes)."""
+
+    @classmethod
+    def from_param(cls, obj: object) -> object:
+        if _wraps_python(obj) or (callable(obj) and not isinstance(obj, CFuncPtr)):
+            raise TypeError(
+                "run_on_stream_queue takes a C function, not a Python callable: Python run "
+                "on the stream's queue can deadlock against torch, which holds the GIL while "
+                "it waits for that queue; export the callback from a C library and pass "
+                "lib.your_callback (or its address)")
+        if obj is None:
+            return ctypes.c_void_p()  # NULL: the table refuses it by name
+        if isinstance(obj, int) and not isinstance(obj, bool):
+            return ctypes.c_void_p(obj)
+        if isinstance(obj, CFuncPtr):
+            return obj
+        raise TypeError(f"run_on_stream_queue takes a C function or its address, not {type(obj).__name__}")
+
+
+# ctypes takes any class with from_param as an argtype; typeshed lists only its own.
+RunOnQueueFn = ctypes.CFUNCTYPE(Status, CQueueCallback, ctypes.c_void_p)  # type: ignore[arg-type]
 LastErrorFn = ctypes.CFUNCTYPE(ctypes.c_char_p)
 
 
@@ -173,3 +211,23 @@ class PublishedAPI(ctypes.Structure):
          ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p))),
         ("commit_stream", ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p)),
     ]
+
+# The published exports (kestrel_mps_api.h) with their signatures, declared
+# on the CDLL that load_torch_mps_bridge() returns: pointer results as
+# c_void_p (NULL reads None, a message's address an int: ctypes.string_at),
+# the tensor entry through PYFUNCTYPE, which keeps the GIL held as PyDLL
+# does (it reads a PyObject and refuses a caller without the GIL).
+PUBLISHED_SIGNATURES = {
+    "KestrelMPSTorchExtAPI_v1": ctypes.CFUNCTYPE(ctypes.c_void_p),
+    "KestrelMPSTorchExtTorchTag": ctypes.CFUNCTYPE(PublishedResult),
+    "KestrelMPSTensorViewFromPyObject":
+        ctypes.PYFUNCTYPE(PublishedResult, ctypes.py_object, ctypes.POINTER(TensorView)),
+    "KestrelMPSGetCurrentStreamView": ctypes.CFUNCTYPE(PublishedResult, ctypes.POINTER(StreamView)),
+    "KestrelMPSEndKernelCoalescing": ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p),
+    "KestrelMPSCommandBuffer":
+        ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)),
+    "KestrelMPSCommitStream": ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p),
+    "KestrelMPSCommandEncoder":
+        ctypes.CFUNCTYPE(PublishedResult, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)),
+}
+PUBLISHED_FUNCTIONS = tuple(PUBLISHED_SIGNATURES)

@@ -6,12 +6,23 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _abi
 from ._errors import BridgeCallError
 
-__all__ = ["TorchMPSBridge", "TensorDescriptor"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TorchMPSBridge", "TensorDescriptor", "TorchVersion"]
+
+
+class TorchVersion(NamedTuple):
+    """The torch release a bridge library was built against, from its table."""
+
+    major: int
+    minor: int
+    patch: int
 
 
 # NamedTuple and a plain class rather than dataclasses: defining two
@@ -74,11 +85,14 @@ class TorchMPSBridge(ctypes.CDLL):
 
     def __init__(self, path: Path, torch_version: str, handle: int) -> None:
         super().__init__(str(path), handle=handle)
+        for name, prototype in _abi.PUBLISHED_SIGNATURES.items():
+            # Attribute access stays as published; only the signatures are new.
+            setattr(self, name, prototype((name, self)))
         table = ctypes.pointer(_abi.ExtAPI.in_dll(self, _abi.API_SYMBOL))
         api = table.contents
         self.path = path
         self.torch_version = torch_version
-        self.built_for = (api.torch_version_major, api.torch_version_minor, api.torch_version_patch)
+        self.built_for = TorchVersion(api.torch_version_major, api.torch_version_minor, api.torch_version_patch)
         self.abi_version: int = api.abi_version
         self.capabilities: int = api.capabilities
         self.table_address = ctypes.addressof(api)
@@ -97,10 +111,7 @@ class TorchMPSBridge(ctypes.CDLL):
     @property
     def api_pointer(self) -> int:
         """The address KestrelMPSTorchExtAPI_v1() returns (the published table)."""
-        getter = self[_abi.GETTER_SYMBOL]
-        getter.argtypes = []
-        getter.restype = ctypes.c_void_p
-        address: int | None = getter()
+        address: int | None = getattr(self, _abi.GETTER_SYMBOL)()
         if not address:
             raise BridgeCallError(-1, "NULL", f"{_abi.GETTER_SYMBOL} returned NULL")
         return address
@@ -112,6 +123,8 @@ class TorchMPSBridge(ctypes.CDLL):
 
     @property
     def api(self) -> _abi.ExtAPI:
+        """The extension table (kestrel_mps_ext_api) as a ctypes structure:
+        its fields are callable with the header's signatures."""
         api: _abi.ExtAPI = self._table.contents
         return api
 
@@ -121,6 +134,7 @@ class TorchMPSBridge(ctypes.CDLL):
         return bool(self.capabilities & _abi.CAP_MPS_STREAM)
 
     def last_error(self) -> str:
+        """The calling thread's last failure message from either front end."""
         message: bytes = self.api.last_error()
         return message.decode("utf-8", "replace")
 
@@ -129,14 +143,21 @@ class TorchMPSBridge(ctypes.CDLL):
             name = _abi.STATUS_NAMES.get(status, f"status {status}")
             raise BridgeCallError(status, name, self.last_error())
 
-    def resolve(self, tensor: object, *, writable: bool = False) -> TensorDescriptor:
+    def resolve(self, tensor: torch.Tensor, *, writable: bool = False) -> TensorDescriptor:
+        """The extension's descriptor of `tensor` (resolve_tensor). writable=True
+        asks for write access: a CPU or CUDA copy-on-write storage gets its own
+        memory first; on MPS it is refused (COPY_ON_WRITE). Raises
+        BridgeCallError, naming the reason, for what it cannot describe."""
         out = _abi.Tensor()
         self._check(self.api.resolve_tensor(tensor, _access(writable), ctypes.byref(out)))
         return TensorDescriptor.from_c(out)
 
     def resolve_many(
-        self, tensors: Sequence[object], writable: Sequence[bool] | None = None
+        self, tensors: Sequence[torch.Tensor], writable: Sequence[bool] | None = None
     ) -> list[TensorDescriptor]:
+        """resolve() of every tensor in one call (resolve_tensors); writable
+        has one flag per tensor (default: all read). All or nothing: the
+        first refusal raises BridgeCallError."""
         n = len(tensors)
         # typeshed cannot express an array of py_object built from objects.
         objects = (ctypes.py_object * n)(*tensors)  # type: ignore[misc]
@@ -182,26 +203,40 @@ class TorchMPSBridge(ctypes.CDLL):
         return out.value or 0
 
     def current_stream(self) -> int:
+        """The calling thread's current MPSStream* (an address). Raises
+        BridgeCallError (MPS_UNAVAILABLE off macOS or without a usable device)."""
         return self._stream_handle("current_stream")
 
     def command_buffer(self) -> int:
+        """The stream's id<MTLCommandBuffer> after ending coalescing; only on
+        the stream's queue, so from Python always WRONG_QUEUE (a check you
+        can see, not a race)."""
         return self._stream_handle("command_buffer")
 
     def command_queue(self) -> int:
+        """The stream's id<MTLCommandQueue> (an address)."""
         return self._stream_handle("command_queue")
 
     def device(self) -> int:
+        """The stream's id<MTLDevice> (an address)."""
         return self._stream_handle("device")
 
     def dispatch_queue(self) -> int:
+        """The stream's serial dispatch_queue_t (an address)."""
         return self._stream_handle("dispatch_queue")
 
     def command_encoder(self) -> int:
+        """torch's coalesced id<MTLComputeCommandEncoder>; only on the
+        stream's queue (from Python: WRONG_QUEUE)."""
         return self._stream_handle("command_encoder")
 
     def end_kernel_coalescing(self) -> None:
+        """Ends torch's coalesced encoder; only on the stream's queue."""
         self._check(self.api.end_kernel_coalescing())
 
     def synchronize(self, wait: bool = True) -> None:
+        """Commits the current stream (and with wait=True waits for the GPU),
+        dispatched onto the stream's queue by the bridge itself. Raises
+        BridgeCallError on failure, e.g. a GPU error (torch 2.10 and later)."""
         kind = _abi.SYNC_COMMIT_AND_WAIT if wait else _abi.SYNC_COMMIT
         self._check(self.api.synchronize(kind))

@@ -150,6 +150,8 @@ void nested_run(void* status) {
 }
 struct Cycle {
   long n;
+  int32_t sync;  // KESTREL_MPS_SYNC_*: the commit after each fetch
+  bool leak;     // keep every buffer (+1): the deliberate leak the memory test must catch
   kestrel_mps_status status;
 };
 void fetch_and_commit(void* raw) {
@@ -157,7 +159,28 @@ void fetch_and_commit(void* raw) {
   void* cb = nullptr;
   for (long i = 0; i < c->n && c->status == KESTREL_MPS_OK; ++i) {
     c->status = extension()->command_buffer(&cb);
-    if (c->status == KESTREL_MPS_OK) c->status = extension()->synchronize(KESTREL_MPS_SYNC_COMMIT);
+    if (c->status == KESTREL_MPS_OK && c->leak) CFRetain(cb);
+    if (c->status == KESTREL_MPS_OK) c->status = extension()->synchronize(c->sync);
+  }
+}
+struct PublishedCycle {
+  const KestrelMPSTorchExtAPI* api;
+  KestrelMPSStreamView sv;
+  long n;
+  bool leak;
+  int rc;
+};
+// The published entries neither dispatch nor check the queue: the consumer
+// runs them in a block on sv.queue, in a pool of its own (the rules).
+void published_fetch_and_commit(void* raw) {
+  auto* c = static_cast<PublishedCycle*>(raw);
+  @autoreleasepool {
+    void* cb = nullptr;
+    for (long i = 0; i < c->n && c->rc == 0; ++i) {
+      if (c->api->command_buffer(c->sv.stream, &cb) != nullptr) c->rc = -1;
+      if (c->rc == 0 && c->leak) CFRetain(cb);
+      if (c->rc == 0 && c->api->commit_stream(c->sv.stream) != nullptr) c->rc = -1;
+    }
   }
 }
 }  // namespace
@@ -169,22 +192,31 @@ extern "C" __attribute__((visibility("default"))) int kh_reentry(void) {
   return outer != KESTREL_MPS_OK ? -100 - outer : inner;
 }
 
-// n command-buffer fetches, each followed by a commit (so each fetch creates
-// a new, autoreleased buffer): through the extension inside one callback
-// (front_end 1), or through the published entries on the calling thread
-// (front_end 0). Returns 0 or the first failure's status (-1 published).
-extern "C" __attribute__((visibility("default"))) int kh_cycle_command_buffers(long n, int front_end) {
+// n command-buffer fetches, each followed by a commit, inside one block on
+// the stream's queue: through the extension (front_end 1; its
+// run_on_stream_queue, committing with `sync`) or the published entries
+// (front_end 0; a dispatch_sync_f of our own onto sv.queue, committing with
+// commit_stream, torch's COMMIT). While torch's commit-and-continue is on
+// (the default), a COMMIT keeps the same buffer object and fetching returns
+// it again; COMMIT_AND_WAIT ends the buffer, so every fetch creates a new,
+// autoreleased one. leak: retain each fetched buffer. Returns 0 or the first
+// failure's status (-1 published).
+extern "C" __attribute__((visibility("default"))) int kh_cycle_command_buffers(long n, int front_end, int sync,
+                                                                                int leak) {
   if (front_end == 1) {
-    Cycle c{n, KESTREL_MPS_OK};
+    Cycle c{n, sync, leak != 0, KESTREL_MPS_OK};
     const kestrel_mps_status s = extension()->run_on_stream_queue(fetch_and_commit, &c);
     return s != KESTREL_MPS_OK ? s : c.status;
   }
-  const KestrelMPSTorchExtAPI* api = published();
-  KestrelMPSStreamView sv;
-  if (api->current_stream_view(&sv) != nullptr) return -1;
-  void* cb = nullptr;
-  for (long i = 0; i < n; ++i) {
-    if (api->command_buffer(sv.stream, &cb) != nullptr || api->commit_stream(sv.stream) != nullptr) return -1;
-  }
-  return 0;
+  PublishedCycle c{published(), {}, n, leak != 0, 0};
+  if (c.api->current_stream_view(&c.sv) != nullptr) return -1;
+  // ARC: dispatch queues are Objective-C objects; the stream owns this one.
+  dispatch_sync_f((__bridge dispatch_queue_t)c.sv.queue, &c, published_fetch_and_commit);
+  return c.rc;
+}
+
+// A C callback for run_on_stream_queue (Python callables are refused there):
+// counts its calls in *counter.
+extern "C" __attribute__((visibility("default"))) void kh_count_call(void* counter) {
+  ++*static_cast<int*>(counter);
 }

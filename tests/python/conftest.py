@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -9,12 +10,36 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 
-# KESTREL_REQUIRE_MPS=1 (the macOS workflow): the MPS tests run, and fail
-# without a Metal device, instead of skipping.
+# "Usable" is a real round trip, not is_available(): a hosted macOS runner's
+# device is available and fails its first allocation.
+MPS = kmte.probe_mps()
+# KESTREL_REQUIRE_MPS=1 (the self-hosted Apple-silicon job): the MPS tests
+# run, and fail without a usable Metal device, instead of skipping.
 requires_mps = pytest.mark.skipif(
-    os.environ.get("KESTREL_REQUIRE_MPS") != "1" and not torch.backends.mps.is_available(),
-    reason="needs a Metal device (macOS on Apple silicon); written here, run only there",
+    os.environ.get("KESTREL_REQUIRE_MPS") != "1" and not MPS.usable,
+    reason=f"needs a usable Metal device (macOS on Apple silicon); MPS here: {MPS.detail}",
 )
+
+# The published entry's tensor rule. macOS builds take MPS tensors only;
+# KESTREL_TEST_MPS_ONLY_BUILD=1 says the library under test is a Linux build
+# with that rule (tools/test_mps_only.sh), so that the suite's macOS
+# expectations run here too.
+PUBLISHED_MPS_ONLY = sys.platform == "darwin" or os.environ.get("KESTREL_TEST_MPS_ONLY_BUILD") == "1"
+
+
+def published_device() -> str | None:
+    """Where this build's published entry takes tensors: "cpu" (Linux
+    builds), "mps" (a macOS-rule build with a usable device), or None (a
+    macOS-rule build without one: it refuses every tensor this process can
+    make, by device, before any other check)."""
+    if not PUBLISHED_MPS_ONLY:
+        return "cpu"
+    return "mps" if MPS.usable else None
+
+
+def stream_usable(bridge: kmte.TorchMPSBridge) -> bool:
+    """Whether stream calls can succeed here: a Metal backend and a usable device."""
+    return bridge.has_mps_stream and MPS.usable
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,11 @@ SCALAR_TYPES = {
     torch.bits8: 21, torch.float8_e5m2: 23, torch.float8_e4m3fn: 24, torch.float8_e5m2fnuz: 25,
     torch.float8_e4m3fnuz: 26, torch.uint16: 27, torch.uint32: 28, torch.uint64: 29,
     torch.float8_e8m0fnu: 44, torch.float4_e2m1fn_x2: 45,
+    # The sub-byte placeholders, which torch stores one element per byte.
+    **{getattr(torch, f"uint{b}"): 29 + b for b in range(1, 8)},
+    **{getattr(torch, f"int{b}"): 36 + b for b in range(1, 8)},
 }
+SUB_BYTE = [getattr(torch, f"{kind}{b}") for kind in ("uint", "int") for b in range(1, 8)]
 
 
 def build(include: Path, out: Path) -> Path:

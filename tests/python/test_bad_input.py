@@ -175,6 +175,24 @@ def test_null_out_pointers(bridge):
     assert "fn is NULL" in bridge.last_error()
 
 
+def test_python_callbacks_never_reach_the_stream_queue(bridge):
+    """Only C functions go onto the queue from Python (the lock-order rule of
+    the header's run_on_stream_queue): a Python callable, wrapped or cast, is
+    refused before the call; a C function and a C address reach the table."""
+    ran: list[object] = []
+    wrapped = abi.QueueCallback(lambda ctx: ran.append(ctx))
+    for callback in (wrapped, lambda ctx: ran.append(ctx), ctypes.cast(wrapped, abi.QueueCallback)):
+        with pytest.raises(ctypes.ArgumentError, match="takes a C function, not a Python callable"):
+            bridge.api.run_on_stream_queue(callback, None)
+    with pytest.raises(ctypes.ArgumentError, match="not str"):
+        bridge.api.run_on_stream_queue("free", None)
+    assert ran == []
+    free = ctypes.CDLL(None).free  # free(NULL) does nothing, wherever it runs
+    want = 0 if bridge.has_mps_stream and torch.backends.mps.is_available() else 6
+    for callback in (free, ctypes.cast(free, ctypes.c_void_p).value):
+        assert bridge.api.run_on_stream_queue(callback, None) == want, bridge.last_error()
+
+
 def test_null_object_pointer(bridge):
     resolve = raw_resolve(bridge)
     out = abi.Tensor()

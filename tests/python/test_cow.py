@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import kestrel_mps_torch_ext as kmte
-from conftest import requires_mps
+from conftest import published_device, requires_mps
 
 
 def test_read_keeps_the_shared_buffer_and_write_gets_its_own(front_end):
@@ -41,12 +41,20 @@ def test_write_on_a_plain_tensor_keeps_its_buffer(front_end):
 def test_published_view_reads_a_lazy_clone_without_separating_it(bridge):
     import kestrel_mps_torch_ext._abi as abi
 
-    original = torch.arange(8.0)
-    clone = torch._lazy_clone(original)
-    shared = bridge.resolve(original).buffer
+    device = published_device()
     view = abi.TensorView()
-    assert bridge.published_api.tensor_view_from_pyobject(clone, ctypes.byref(view)) is None
-    assert view.mtl_buffer == shared  # the published entry reads: nothing materialized
+    if device is None:  # a macOS-rule build without a usable device: refused by device, untouched
+        original = torch.arange(8.0)
+        clone = torch._lazy_clone(original)
+        message = bridge.published_api.tensor_view_from_pyobject(clone, ctypes.byref(view))
+        assert message is not None and b"expected an MPS tensor" in ctypes.string_at(message)
+    else:
+        original = torch.arange(8.0, device=device)
+        clone = torch._lazy_clone(original)
+        assert bridge.published_api.tensor_view_from_pyobject(clone, ctypes.byref(view)) is None
+        assert view.mtl_buffer == bridge.resolve(original).buffer  # it reads: nothing materialized
+    # Still shared (read access resolves without materializing; data_ptr() would).
+    assert bridge.resolve(clone).buffer == bridge.resolve(original).buffer
 
 
 @requires_mps

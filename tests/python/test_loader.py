@@ -15,6 +15,7 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 from kestrel_mps_torch_ext import _loader, _paths
+from loaded_images import loaded_images
 
 RUNNING = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2])
 LIB = _paths.library_dir() / _paths.library_name(*RUNNING)
@@ -160,10 +161,14 @@ def test_corrupt_libraries_raise_bridge_load_error_not_oserror(tmp_path, kind):
     elif kind == "truncated":
         path = planted(tmp_path, LIB.read_bytes()[:4096])
     else:  # a real, self-contained shared library without our symbol
-        libm = subprocess.run(["sh", "-c", "ldconfig -p | awk '/libm[.]so[.]6 /{print $NF; exit}'"],
-                              capture_output=True, text=True).stdout.strip()
-        assert libm, "libm is part of every glibc"
-        path = planted(tmp_path, source=Path(libm))
+        # One of Python's own extension modules: a real shared library (ELF or
+        # Mach-O) on every platform, harmless to map twice, unlike torch's
+        # libraries, whose static initialisers abort when run a second time.
+        import importlib
+
+        files = [getattr(importlib.import_module(m), "__file__", None) for m in ("_ctypes", "_struct", "select")]
+        library = next(Path(f) for f in files if f and f.endswith(".so"))
+        path = planted(tmp_path, source=library)
     with pytest.raises(kmte.BridgeLoadError) as info:
         _loader.open_library(path, torch.__version__)
     assert str(path) in str(info.value)
@@ -220,6 +225,10 @@ def test_load_is_idempotent_and_thread_safe(bridge):
     assert len(results) == 8 and all(r is bridge for r in results)
     assert bridge.path == LIB
     assert bridge.built_for[:2] == RUNNING
+    assert isinstance(bridge.built_for, kmte.TorchVersion)
+    assert (bridge.built_for.major, bridge.built_for.minor) == RUNNING
+    # The helper the no-load test relies on sees a loaded bridge.
+    assert any(Path(image).name == LIB.name for image in loaded_images())
 
 
 CONCURRENT_FIRST_LOAD = r"""
@@ -262,8 +271,9 @@ def test_unsupported_torch_fails_before_any_native_code_is_loaded(tmp_path):
         f"p.library_dir = lambda: pathlib.Path({str(tmp_path)!r})\n"
         "try:\n    k.load_torch_mps_bridge()\n"
         "except ImportError as e:\n    print(type(e).__name__)\n"
-        "maps = open('/proc/self/maps').read()\n"
-        "print('kestrel_mps_torch_ext_torch' in maps)\n"
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from loaded_images import loaded_images\n"
+        "print(any('kestrel_mps_torch_ext_torch' in image for image in loaded_images()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["UnsupportedTorchVersionError", "False"], out.stderr

@@ -2,13 +2,13 @@
 at run time) launched through both front ends, on PyTorch's coalesced
 encoder and on an encoder of its own, on views with a byte offset; commits
 from a second thread; re-entry and off-queue calls refused; 100,000
-command-buffer cycles without memory growth. macOS arm64 with a Metal device
+command-buffer cycles without memory growth (and a deliberate leak caught). macOS arm64 with a Metal device
 only: written on Linux, where neither the helper nor these tests can run."""
 
 from __future__ import annotations
 
 import ctypes
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -36,7 +36,7 @@ def helper(bridge, tmp_path_factory) -> ctypes.CDLL:
                     "-framework", "Metal", "-framework", "Foundation", "-o", str(out)], check=True)
     lib = ctypes.PyDLL(str(out))  # the GIL stays held: kh_add reads a PyObject
     lib.kh_add.argtypes = [ctypes.py_object, ctypes.c_float, ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-    lib.kh_cycle_command_buffers.argtypes = [ctypes.c_long, ctypes.c_int]
+    lib.kh_cycle_command_buffers.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     return lib
 
 
@@ -96,16 +96,50 @@ def test_off_queue_access_is_refused(bridge, entry):
     assert abi.STATUS_NAMES[bridge.api.end_kernel_coalescing()] == "KESTREL_MPS_ERROR_WRONG_QUEUE"
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # bytes on macOS
+def footprint_mib() -> float:
+    """The process's physical footprint now (what Activity Monitor shows),
+    from proc_pid_rusage: a current value, unlike ru_maxrss, a peak that
+    earlier tests may already have raised past anything this test adds."""
+    info = (ctypes.c_uint8 * 512)()
+    libc = ctypes.CDLL(None)
+    libc.proc_pid_rusage.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    assert libc.proc_pid_rusage(os.getpid(), 0, info) == 0  # RUSAGE_INFO_V0
+    return ctypes.c_uint64.from_buffer(info, 72).value / 2**20  # ri_phys_footprint, after uuid + 7 counters
 
 
-@pytest.mark.parametrize("front_end", list(FRONT_ENDS))
-def test_100k_command_buffer_cycles_do_not_grow_memory(helper, front_end):
-    assert helper.kh_cycle_command_buffers(10_000, FRONT_ENDS[front_end]) == 0  # warm up
-    before = peak_rss_mib()
-    assert helper.kh_cycle_command_buffers(100_000, FRONT_ENDS[front_end]) == 0
-    grown = peak_rss_mib() - before
-    assert grown < 16, f"{grown:.1f} MiB more after 100,000 fetch+commit cycles: autoreleased buffers pile up"
+SYNC = {"commit": 1, "commit_and_wait": 2}  # KESTREL_MPS_SYNC_*
+
+
+def cycle_growth_mib(helper, front_end: str, sync: str, leak: bool, n: int) -> float:
+    args = (FRONT_ENDS[front_end], SYNC[sync], int(leak))
+    assert helper.kh_cycle_command_buffers(n // 10, *args) == 0  # warm up
+    before = footprint_mib()
+    assert helper.kh_cycle_command_buffers(n, *args) == 0
+    return footprint_mib() - before
+
+
+# The published front end commits with commit_stream (torch's COMMIT), which
+# keeps the buffer while commit-and-continue is on; the extension also runs
+# COMMIT_AND_WAIT, which makes every fetch create a new, autoreleased buffer.
+CYCLES = [("published", "commit"), ("extension", "commit"), ("extension", "commit_and_wait")]
+
+
+@pytest.mark.parametrize("front_end, sync", CYCLES, ids=["-".join(c) for c in CYCLES])
+def test_100k_command_buffer_cycles_do_not_grow_memory(helper, front_end, sync):
+    grown = cycle_growth_mib(helper, front_end, sync, leak=False, n=100_000)
+    assert grown < 16, f"{grown:.1f} MiB more after 100,000 fetch+commit cycles: buffers pile up"
     x = torch.ones(8, device="mps") * 2
     torch.testing.assert_close(x.cpu(), torch.full((8,), 2.0))
+
+
+def test_the_memory_measure_catches_a_deliberate_leak(helper):
+    # The same cycles keeping every new buffer alive: what a missing pool
+    # would do. If this stays under the bound, the test above proves nothing.
+    grown = cycle_growth_mib(helper, "extension", "commit_and_wait", leak=True, n=100_000)
+    assert grown >= 16, f"only {grown:.1f} MiB for 100,000 leaked command buffers: the measure is blind"
+
+
+def test_run_on_stream_queue_runs_a_c_callback_once(bridge, helper):
+    calls = ctypes.c_int(0)
+    assert bridge.api.run_on_stream_queue(helper.kh_count_call, ctypes.byref(calls)) == 0
+    assert calls.value == 1

@@ -103,7 +103,9 @@ def run_module(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_cli_paths():
     assert run_module("--include").stdout.strip() == kmte.get_include()
+    assert run_module("--includes").stdout.strip() == f"-I{kmte.get_include()}"
     assert run_module("--cmake-dir").stdout.strip() == kmte.cmake_dir()
+    assert run_module("--version").stdout.strip() == f"kestrel-mps-torch-ext {kmte.__version__}"
 
 
 def test_cli_diagnostic_report_resolves_a_sample(bridge):
@@ -116,6 +118,14 @@ def test_cli_diagnostic_report_resolves_a_sample(bridge):
     sample = info["sample_tensor"]
     assert sample["shape"] == [2, 2, 2] and sample["strides"] == [12, 4, 2]
     assert sample["byte_offset"] == 16  # [:, 1:] skips one row of 4 floats
+    # The label is the tensor resolved: evaluated, it gives the same view.
+    import torch
+
+    t = eval(sample["expr"], {"torch": torch})
+    assert t.dtype == torch.float32 and list(t.stride()) == sample["strides"]
+    assert sample["dtype"] == "float32 (DLPack code, bits, lanes: [2, 32, 1])"
+    assert sample["device"].startswith(t.device.type + " (")
+    assert info["mps"] == kmte.probe_mps().detail
     text = run_module()
     assert text.returncode == 0 and "built_for_torch" in text.stdout
 
@@ -136,8 +146,11 @@ def test_cli_reports_a_device_that_cannot_allocate_instead_of_raising(bridge):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     info = json.loads(out.stdout)
-    assert info["mps_available"] is True
-    assert "failed: RuntimeError: MPS backend out of memory (simulated)" in info["sample_tensor"]
+    assert info["mps_available"] is True and info["mps_usable"] is False
+    assert info["mps"].startswith("available but unusable: ")
+    assert "RuntimeError: MPS backend out of memory (simulated)" in info["mps"]
+    assert info["sample_tensor"]["expr"].startswith("torch.arange(24, dtype=torch.float32, device='cpu')")
+    assert info["sample_tensor"]["shape"] == [2, 2, 2]  # resolved on the CPU instead
     assert "current_stream" in info
 
 
@@ -172,3 +185,64 @@ def test_macos_deployment_target_defaults_to_13_and_honours_overrides(tmp_path):
     assert target(None) == "13.0"
     assert target("14.2") == "14.2"
     assert target("14.2", "-DCMAKE_OSX_DEPLOYMENT_TARGET=15.0") == "15.0"
+
+
+IMPORT_THE_LIBRARY = r"""
+import importlib, sys
+sys.path.insert(0, sys.argv[2])
+from loaded_images import loaded_images
+try:
+    importlib.import_module("kestrel_mps_torch_ext." + sys.argv[1])
+except ImportError as e:
+    print("ImportError:", e)
+print("loaded:", any(sys.argv[1] in image for image in loaded_images()))
+"""
+
+
+def test_importing_a_bundled_library_as_a_module_is_refused_before_it_loads(bridge):
+    name = bridge.path.name.split(".")[0]
+    out = subprocess.run([sys.executable, "-c", IMPORT_THE_LIBRARY, name, str(Path(__file__).parent)],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"ImportError: kestrel_mps_torch_ext.{name} is the bridge library for one torch minor" in out.stdout
+    assert "load_torch_mps_bridge()" in out.stdout
+    assert out.stdout.strip().endswith("loaded: False")
+
+
+def test_a_user_script_type_checks_strictly_with_no_any():
+    script = ROOT / "tests" / "typing" / "user_script.py"
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--disallow-any-expr",
+                          "--no-incremental", "--cache-dir", "/dev/null", str(script)],
+                         capture_output=True, text=True, cwd=ROOT / "tests")
+    assert out.returncode == 0, out.stdout + out.stderr
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "shape [2, 2] strides [4, 2]" in run.stdout
+
+
+def test_the_wheel_is_named_for_the_minors_it_bundles():
+    # tools/build_wheel.py's build tag: wheels of different minors differ in
+    # file name (a wheelhouse or pip's cache cannot mix them).
+    wheel = importlib.metadata.distribution("kestrel-mps-torch-ext").read_text("WHEEL") or ""
+    tags = dict(line.split(": ", 1) for line in wheel.splitlines() if ": " in line)
+    from kestrel_mps_torch_ext import _paths
+
+    # The package's own files: KESTREL_MPS_TORCH_EXT_LIBRARY_DIR may point elsewhere.
+    package = Path(kmte.__file__).parent
+    want = "1_" + "_".join(f"torch{major}{minor}" for major, minor in _paths.bundled_minors(package))
+    if "Build" not in tags:
+        pytest.skip("installed from a wheel built without tools/build_wheel.py (plain `pip install .`), "
+                    "which carries no build tag; the tools' wheels always do")
+    assert tags["Build"] == want, wheel
+
+
+def test_build_tags_name_the_minors_and_sort_as_pip_sorts_them():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_wheel
+
+    from packaging.utils import parse_wheel_filename
+
+    assert build_wheel.build_tag([(2, 13)]) == "1_torch213"
+    assert build_wheel.build_tag([(2, 9), (2, 10), (2, 15)]) == "1_torch29_torch210_torch215"
+    name = f"kestrel_mps_torch_ext-0.3.0-{build_wheel.build_tag([(2, 13), (2, 14)])}-cp311-cp311-linux_x86_64.whl"
+    assert parse_wheel_filename(name)[2] == (1, "_torch213_torch214")

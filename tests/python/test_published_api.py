@@ -11,6 +11,7 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
+from conftest import published_device
 from kestrel_mps_torch_ext import _loader, _paths
 
 RUNNING = _loader.torch_minor(torch.__version__)
@@ -45,16 +46,43 @@ def test_getter_by_attribute_as_the_published_loader_used_it(bridge):
 
 
 def test_torch_tag(bridge):
-    tag = bridge.KestrelMPSTorchExtTorchTag
-    tag.restype = ctypes.c_char_p
-    assert tag().decode() == TAG == bridge.torch_tag
+    assert ctypes.string_at(bridge.KestrelMPSTorchExtTorchTag()).decode() == TAG == bridge.torch_tag
+
+
+def test_exports_come_declared_as_the_header_says(bridge):
+    """With no restype or argtypes set by the caller: the getter's full
+    address, the tensor entry holding the GIL (a CDLL default would release
+    it and be refused), messages as addresses, NULL as None."""
+    fresh = ctypes.CDLL(str(bridge.path))  # what 0.1.x users got: int results
+    for name, prototype in abi.PUBLISHED_SIGNATURES.items():
+        fn = getattr(bridge, name)
+        assert isinstance(fn, prototype), name
+        assert ctypes.cast(fn, ctypes.c_void_p).value == ctypes.cast(getattr(fresh, name), ctypes.c_void_p).value
+    assert bridge.KestrelMPSTorchExtAPI_v1() == kmte.get_api_pointer()
+    view = abi.TensorView()
+    device = published_device() or "cpu"
+    t = torch.arange(6.0, device=device).reshape(2, 3)[:, 1:]
+    message = bridge.KestrelMPSTensorViewFromPyObject(t, ctypes.byref(view))
+    if published_device() is None:  # a macOS-rule build without a usable device
+        assert b"expected an MPS tensor" in ctypes.string_at(message)
+    else:
+        assert message is None, ctypes.string_at(message)
+        assert view.mtl_buffer == t.untyped_storage().data_ptr() and view.storage_offset_bytes == 4
+    message = bridge.KestrelMPSTensorViewFromPyObject("not a tensor", ctypes.byref(view))
+    assert "str" in ctypes.string_at(message).decode() and "GIL" not in ctypes.string_at(message).decode()
+    with pytest.raises(ctypes.ArgumentError):
+        bridge.KestrelMPSCommandBuffer(None, 3)  # argtypes: an int is not a void**
 
 
 def test_tensor_view_through_the_python_table(bridge):
-    t = torch.arange(12.0).reshape(3, 4)[1:, 1:]
     view = abi.TensorView()
-    if torch.backends.mps.is_available():
-        t = t.to("mps")
+    device = published_device()
+    if device is None:  # a macOS-rule build without a usable device refuses CPU tensors by device
+        message = bridge.published_api.tensor_view_from_pyobject(torch.zeros(3), ctypes.byref(view))
+        assert message is not None and b"expected an MPS tensor, got a cpu tensor" in ctypes.string_at(message)
+        assert view.mtl_buffer is None and view.dim == 0  # zeroed
+        return
+    t = torch.arange(12.0, device=device).reshape(3, 4)[1:, 1:]
     assert bridge.published_api.tensor_view_from_pyobject(t, ctypes.byref(view)) is None
     assert view.mtl_buffer == t.untyped_storage().data_ptr()
     assert view.storage_offset_bytes == 5 * 4 and view.dim == 2 and view.numel == 6

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import kestrel_mps_torch_ext as kmte
-from conftest import requires_mps
-from published_consumer import SCALAR_TYPES, V1Consumer, build, check_view
+from conftest import PUBLISHED_MPS_ONLY, published_device, requires_mps
+from published_consumer import SCALAR_TYPES, SUB_BYTE, V1Consumer, build, check_view
 from test_bad_input import (
     fake, functional, meta, mkldnn, nested, quantized, sparse_coo, sparse_csr, wrapper_subclass,
 )
@@ -52,7 +52,20 @@ def test_torch_tag_through_the_table(consumer):
     assert consumer.stream_entry("torch_tag", None) == (0, f"torch{major}{minor}")
 
 
-cpu_only = pytest.mark.skipif(ON_MACOS, reason="macOS builds take MPS tensors only (covered by the mps tests)")
+cpu_only = pytest.mark.skipif(
+    PUBLISHED_MPS_ONLY, reason="this build's published entry takes MPS tensors only, as macOS builds do "
+                               "(test_mps_only_build_refuses_every_other_tensor; MPS views: the mps tests)")
+
+
+def on_published_device(make):
+    """make(device) on the device this build's published entry takes; a
+    macOS-rule build without a usable Metal device cannot reach the check
+    under test (its device check refuses every tensor first), so skip."""
+    device = published_device()
+    if device is None:
+        pytest.skip("this build takes MPS tensors only and this machine has no usable Metal device: "
+                    "the device check refuses first (test_mps_only_build_refuses_every_other_tensor)")
+    return make(device)
 
 
 @cpu_only
@@ -62,8 +75,10 @@ def test_views_every_field_equals_torch(consumer, name):
 
 
 @cpu_only
-@pytest.mark.parametrize("dtype", [*DTYPES, torch.bits8], ids=str)
+@pytest.mark.parametrize("dtype", [*DTYPES, torch.bits8, *SUB_BYTE], ids=str)
 def test_every_dtype_scalar_type_and_element_size(consumer, dtype):
+    # Sub-byte dtypes included: torch stores them one element per byte
+    # (element_size() 1), and the view says exactly that.
     t = make(dtype, (3, 4)) if dtype in DTYPES else torch.zeros(12, dtype=torch.uint8).view(dtype).reshape(3, 4)
     check_view(consumer, t[1:, ::2])
     assert SCALAR_TYPES[dtype] >= 0
@@ -82,6 +97,8 @@ def refused(consumer: V1Consumer, obj: object, *words: str, null: bool = False) 
     rc, message = consumer.describe(obj, null=null)
     assert rc == 1, message
     assert message.endswith("(out zeroed)")  # stricter than 0.1.x: no partial output
+    # One prefix scheme: every published message names its entry.
+    assert message.startswith("tensor_view_from_pyobject: "), message
     for w in words:
         assert w in message
     return message
@@ -106,18 +123,17 @@ def test_isinstance_raising_gives_a_message_and_clears_the_python_error(consumer
 @pytest.mark.parametrize(
     "make_view, words",
     [
-        (lambda: torch.randn(3, dtype=torch.complex64).conj(), "conjugate"),
-        (lambda: torch._neg_view(torch.randn(3)), "negative"),
-        (lambda: torch.randn(2, 3, dtype=torch.complex64).conj().t(), "conjugate"),
+        (lambda d: torch.randn(3, dtype=torch.complex64, device=d).conj(), "conjugate"),
+        (lambda d: torch._neg_view(torch.randn(3, device=d)), "negative"),
+        (lambda d: torch.randn(2, 3, dtype=torch.complex64, device=d).conj().t(), "conjugate"),
     ],
     ids=["conj", "neg_view", "conj_transposed"],
 )
 def test_conjugate_and_negative_views_are_refused(consumer, make_view, words):
-    t = make_view()
+    t = on_published_device(make_view)
     assert t.is_conj() or t.is_neg()
     refused(consumer, t, words)
-    if not ON_MACOS:  # materialized, the same values resolve
-        check_view(consumer, t.resolve_conj().resolve_neg())
+    check_view(consumer, t.resolve_conj().resolve_neg())  # materialized, the same values resolve
 
 
 @pytest.mark.parametrize(
@@ -128,18 +144,25 @@ def test_conjugate_and_negative_views_are_refused(consumer, make_view, words):
     ids=lambda x: getattr(x, "__name__", None),
 )
 def test_tensors_without_bindable_storage(consumer, factory, words):
-    refused(consumer, factory(), "MPS" if ON_MACOS else words)
+    # A macOS-rule build refuses them by device first: none is an MPS tensor.
+    refused(consumer, factory(), "expected an MPS tensor" if PUBLISHED_MPS_ONLY else words)
 
 
 def test_seventeen_dims_refused_sixteen_accepted(consumer):
-    refused(consumer, torch.zeros((1,) * 17), "17", "16")
-    if not ON_MACOS:
-        check_view(consumer, torch.zeros((1,) * 16))
+    refused(consumer, on_published_device(lambda d: torch.zeros((1,) * 17, device=d)), "17", "16")
+    check_view(consumer, on_published_device(lambda d: torch.zeros((1,) * 16, device=d)))
 
 
-@pytest.mark.skipif(not ON_MACOS, reason="Linux builds take CPU tensors by design")
-def test_macos_refuses_cpu_tensors(consumer):
-    refused(consumer, torch.zeros(3), "expected an MPS tensor")
+@pytest.mark.skipif(not PUBLISHED_MPS_ONLY, reason="Linux builds take CPU tensors by design")
+def test_mps_only_build_refuses_every_other_tensor(consumer):
+    for t, device in [(torch.zeros(3), "cpu"), (torch.zeros(3, device="meta"), "meta"),
+                      (torch.zeros((1,) * 17), "cpu"), (torch.randn(3, dtype=torch.complex64).conj(), "cpu")]:
+        refused(consumer, t, f"expected an MPS tensor, got a {device} tensor")
+
+
+@pytest.mark.skipif(PUBLISHED_MPS_ONLY, reason="the other rule: this build takes MPS tensors only")
+def test_linux_build_takes_cpu_tensors(consumer):
+    check_view(consumer, torch.zeros(3))
 
 
 STREAM_ENTRIES = ["end_kernel_coalescing", "command_buffer", "commit_stream", "command_encoder"]

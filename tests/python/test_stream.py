@@ -10,39 +10,41 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
-from conftest import expect_descriptor, requires_mps
+from conftest import MPS, expect_descriptor, requires_mps
 
 HANDLES = ("current_stream", "command_buffer", "command_queue", "device", "dispatch_queue", "command_encoder")
 
-no_mps_backend = pytest.mark.skipif(
-    torch.backends.mps.is_available(), reason="this machine has a Metal device"
-)
+@pytest.fixture
+def unavailable_reason(bridge) -> str:
+    """What this build's stream calls say when they cannot work here: no
+    Metal backend (Linux builds), or no Metal device (macOS builds); skipped
+    where they can work, or on a device that is available but unusable (a
+    hosted macOS runner), where what they do is torch's business."""
+    if not bridge.has_mps_stream:
+        major, minor = bridge.built_for[:2]
+        return f"built for torch {major}.{minor} without the Metal stream backend"
+    if not MPS.available:
+        return "torch reports no usable Metal device"
+    pytest.skip(f"MPS is available here ({MPS.detail}): the stream calls do not fail as unavailable")
 
 
-@no_mps_backend
 @pytest.mark.parametrize("entry", HANDLES)
-def test_handles_say_mps_unavailable_and_why(bridge, entry):
-    assert not bridge.has_mps_stream
+def test_handles_say_mps_unavailable_and_why(bridge, entry, unavailable_reason):
     out = ctypes.c_void_p(1234)
     status = getattr(bridge.api, entry)(ctypes.byref(out))
     assert abi.STATUS_NAMES[status] == "KESTREL_MPS_ERROR_MPS_UNAVAILABLE"
     assert out.value is None  # cleared on failure: no stale handle survives
     msg = bridge.last_error()
-    assert entry in msg and "MPS unavailable" in msg
-    major, minor = bridge.built_for[:2]
-    assert f"torch {major}.{minor}" in msg
+    assert entry in msg and "MPS unavailable" in msg and unavailable_reason in msg, msg
 
 
-@no_mps_backend
-def test_other_stream_calls_say_mps_unavailable(bridge):
-    with pytest.raises(kmte.BridgeCallError, match="MPS_UNAVAILABLE.*end_kernel_coalescing"):
+def test_other_stream_calls_say_mps_unavailable(bridge, unavailable_reason):
+    with pytest.raises(kmte.BridgeCallError, match="MPS_UNAVAILABLE.*end_kernel_coalescing") as info:
         bridge.end_kernel_coalescing()
+    assert unavailable_reason in info.value.message
     with pytest.raises(kmte.BridgeCallError, match="MPS_UNAVAILABLE.*synchronize"):
         bridge.synchronize()
-    called = []
-    cb = abi.QueueCallback(lambda ctx: called.append(ctx))
-    assert bridge.api.run_on_stream_queue(cb, None) == 6
-    assert called == []
+    assert bridge.api.run_on_stream_queue(ctypes.CDLL(None).free, None) == 6
 
 
 def test_unknown_sync_kind_is_an_argument_error_everywhere(bridge):
@@ -97,12 +99,3 @@ def test_mps_end_coalescing_then_commit_keeps_torch_results(bridge):
     c = b - 1
     bridge.synchronize(wait=True)
     torch.testing.assert_close(c.cpu(), (a.cpu() * 2 + 1) - 1)
-
-
-@requires_mps
-@pytest.mark.mps
-def test_mps_run_on_stream_queue_runs_the_callback(bridge):
-    seen = []
-    cb = abi.QueueCallback(lambda ctx: seen.append(ctx))
-    assert bridge.api.run_on_stream_queue(cb, ctypes.c_void_p(42)) == 0
-    assert seen == [42]

@@ -38,6 +38,10 @@ OWN_ENCODER, WRONG_OFFSET_ZERO, WRONG_NO_END_COALESCING = 1, 2, 4
 WRONG_STALE_BUFFER, WRONG_ENCODER_LEFT_OPEN, WRONG_NO_POOL = 8, 16, 32
 
 CALLBACK = _abi.QueueCallback
+# The table's run_on_stream_queue refuses Python callbacks (the deadlock of
+# README's rule); this harness drives the model from Python on purpose, so
+# it calls the same C entry through a prototype that lets them through.
+_RUN_ON_QUEUE_RAW = ctypes.CFUNCTYPE(_abi.Status, CALLBACK, ctypes.c_void_p)
 # A real libdispatch (tools/test_simulated.sh with KESTREL_SIM_LIBDISPATCH)
 # instead of the stand-in.
 REAL_LIBDISPATCH = "KESTREL_SIM_DISPATCH_LIBRARY" in os.environ
@@ -177,7 +181,8 @@ class Runtime:
     # ---- running code on a queue ----
     def on_stream_queue(self, fn: Callable[[], None]) -> int:
         """fn() inside the extension's run_on_stream_queue; returns its status."""
-        return self._run(lambda cb: self.bridge.api.run_on_stream_queue(cb, None), fn)
+        raw = _RUN_ON_QUEUE_RAW(ctypes.cast(self.bridge.api.run_on_stream_queue, ctypes.c_void_p).value)
+        return self._run(lambda cb: raw(cb, None), fn)
 
     def in_block(self, queue: int, fn: Callable[[], None]) -> None:
         """fn() in a plain dispatch_sync_f block on `queue` (as a consumer or
