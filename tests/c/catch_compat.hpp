@@ -1,5 +1,6 @@
-// Catch2 v2 (Debian's package) and v3 both: each test file brings its own
-// main() through Catch::Session, which both versions provide.
+// Catch2 v2 (Debian's package) and v3 both. Catch's implementation is
+// compiled once, in catch_session.cpp (the kestrel_catch library), and each
+// test file's main() runs it through kestrel_catch_run.
 #pragma once
 
 #if defined(__has_include)
@@ -9,9 +10,10 @@
 #endif
 
 #ifdef KESTREL_CATCH_V3
-#include <catch2/catch_session.hpp>
 #include <catch2/catch_test_macros.hpp>
 #else
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 #endif
+
+// Catch::Session().run(argc, argv).
+int kestrel_catch_run(int argc, char** argv);

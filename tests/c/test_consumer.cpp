@@ -59,6 +59,11 @@ TEST_CASE("the helper reports a bridge that is not loaded yet") {
   const char* why = nullptr;
   CHECK(kestrel_mps_find_api(&why) == nullptr);
   CHECK(std::string(why).find("load_torch_mps_bridge") != std::string::npos);
+#ifdef KESTREL_MPS_CAP_ATEN_TENSORS  // a 0.3.0 header (the 0.2.0 build has no published finder)
+  why = nullptr;
+  CHECK(kestrel_mps_find_published_api(&why) == nullptr);
+  CHECK(std::string(why).find("load_torch_mps_bridge") != std::string::npos);
+#endif
 }
 
 TEST_CASE("after Python loads the bridge, dlsym finds a table for this torch") {
@@ -69,6 +74,16 @@ TEST_CASE("after Python loads the bridge, dlsym finds a table for this torch") {
   CHECK(int64_t(a->torch_version_major) == eval_int("int(torch.__version__.split('.')[0])"));
   CHECK(int64_t(a->torch_version_minor) == eval_int("int(torch.__version__.split('.')[1])"));
   CHECK(reinterpret_cast<std::uintptr_t>(a) == uint64_t(eval_int("bridge.table_address")));
+#ifdef KESTREL_MPS_CAP_ATEN_TENSORS  // a 0.3.0 header
+  const char* why = "not cleared";
+  const KestrelMPSTorchExtAPI* published = kestrel_mps_find_published_api(&why);
+  CHECK(why == nullptr);
+  REQUIRE(published != nullptr);
+  CHECK(published->api_version == KESTREL_MPS_TORCH_EXT_API_VERSION);
+  CHECK(reinterpret_cast<std::uintptr_t>(published) == uint64_t(eval_int("kestrel_mps_torch_ext.get_api_pointer()")));
+  CHECK(kestrel_mps_global_function("KestrelMPSCommandEncoder") != nullptr);
+  CHECK(kestrel_mps_global_function("KestrelMPSNoSuchFunction") == nullptr);
+#endif
 }
 
 TEST_CASE("resolves a strided view of a real tensor") {
@@ -228,7 +243,7 @@ TEST_CASE("a NULL handle and a conjugate view are refused with a reason") {
 int main(int argc, char** argv) {
   Py_Initialize();
   g_main = PyModule_GetDict(PyImport_AddModule("__main__"));
-  const int rc = Catch::Session().run(argc, argv);
+  const int rc = kestrel_catch_run(argc, argv);
   // No Py_Finalize: torch's teardown order at interpreter exit is not ours
   // to test, and the process ends here anyway.
   return rc;

@@ -172,4 +172,4 @@ TEST_CASE("published functions are noexcept in C++, as published") {
   CHECK(noexcept(KestrelMPSTensorViewFromPyObject(nullptr, nullptr)));
 }
 
-int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }
+int main(int argc, char** argv) { return kestrel_catch_run(argc, argv); }

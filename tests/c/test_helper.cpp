@@ -35,4 +35,4 @@ TEST_CASE("find_api finds it through dlopen(NULL) from strict C11") {
   CHECK(find_from_c(&why) == &KestrelMPS_kmte_ext_v1);
 }
 
-int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }
+int main(int argc, char** argv) { return kestrel_catch_run(argc, argv); }

@@ -241,4 +241,4 @@ TEST_CASE("callbacks from many threads run one at a time") {
   CHECK(pools_pushed == 800);
 }
 
-int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }
+int main(int argc, char** argv) { return kestrel_catch_run(argc, argv); }

@@ -227,4 +227,4 @@ TEST_CASE("blocks from many threads on one serial queue run one at a time") {
   CHECK(most == 1);
 }
 
-int main(int argc, char** argv) { return Catch::Session().run(argc, argv); }
+int main(int argc, char** argv) { return kestrel_catch_run(argc, argv); }
