@@ -16,7 +16,15 @@ if(NOT KESTREL_TORCH_ROOT)
     OUTPUT_VARIABLE _kestrel_prefix
     OUTPUT_STRIP_TRAILING_WHITESPACE
     RESULT_VARIABLE _kestrel_rc)
-  if(NOT _kestrel_rc EQUAL 0)
+  if(NOT _kestrel_rc EQUAL 0 AND "$ENV{PYTHONPATH}" MATCHES "pip-build-env")
+    # pip's build isolation runs the build in a fresh environment that has
+    # only the build requirements: an installed torch is invisible there.
+    message(FATAL_ERROR "kestrel: cannot import torch inside pip's isolated build environment, "
+                        "which hides the torch you installed. This package builds against the "
+                        "installed torch: install the build tools, then build without isolation:\n"
+                        "  python -m pip install scikit-build-core cmake ninja\n"
+                        "  python -m pip install --no-build-isolation .")
+  elseif(NOT _kestrel_rc EQUAL 0)
     message(FATAL_ERROR "kestrel: cannot import torch with ${Python_EXECUTABLE}; install torch "
                         "or pass -DKESTREL_TORCH_ROOT=<site-packages>/torch")
   endif()

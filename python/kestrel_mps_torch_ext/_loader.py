@@ -59,6 +59,26 @@ def _format_minors(minors: list[tuple[int, int]]) -> str:
     return ", ".join(f"{a}.{b}" for a, b in minors) if minors else "none"
 
 
+def _remedies(bundled: list[tuple[int, int]]) -> tuple[str, ...]:
+    """Commands that get a working bridge, each tested by tools/test_minors.sh:
+    a torch of the newest bundled minor, or this package built from source
+    against the installed torch (from an index that has the sdist; from a
+    checkout, the checkout's path in place of the requirement)."""
+    import shlex
+    import sys
+
+    from . import __version__
+
+    # This interpreter by its path: the commands install where torch runs.
+    python = f"{shlex.quote(sys.executable)} -m pip install"
+    source = (f"{python} scikit-build-core cmake ninja && {python} --no-build-isolation --no-deps "
+              f"--force-reinstall --no-binary kestrel-mps-torch-ext kestrel-mps-torch-ext=={__version__}")
+    if not bundled:
+        return (source,)
+    major, minor = bundled[-1]
+    return (f'{python} "torch=={major}.{minor}.*"', source)
+
+
 def select_library(torch_version: str, directory: Path | None = None) -> Path:
     """The bundled library for torch_version, or UnsupportedTorchVersionError
     naming the version, the bundled minors, the missing file and the ways out.
@@ -79,14 +99,14 @@ def select_library(torch_version: str, directory: Path | None = None) -> Path:
     if path.is_file():
         return path
     bundled = _paths.bundled_minors(directory)
+    remedies = _remedies(bundled)
     raise UnsupportedTorchVersionError(
         f"kestrel-mps-torch-ext has no bridge library for the installed torch {torch_version} "
         f"(torch{major}{minor}; patch releases share their minor's library): "
         f"{name} is not in {directory} (bundled torch minors: {_format_minors(bundled)}). "
-        f"Install a torch of a bundled minor, install a kestrel-mps-torch-ext wheel built for "
-        f"torch {major}.{minor}, or build it from source against the installed torch "
-        f"(pip install --no-build-isolation --no-binary kestrel-mps-torch-ext "
-        f"kestrel-mps-torch-ext)."
+        "Install a torch of a bundled minor, or build it from source against the installed torch:\n"
+        + "\n".join(f"  {r}" for r in remedies),
+        remedies=remedies,
     )
 
 

@@ -58,6 +58,20 @@ def test_unbundled_minor_names_version_bundled_minors_file_and_remedy():
     assert _paths.library_name(2, 8) in msg
     assert f"{RUNNING[0]}.{RUNNING[1]}" in msg  # a bundled minor
     assert "build it from source" in msg and "Install a torch of a bundled minor" in msg
+    # The commands (run as printed by tools/test_minors.sh) are in the message,
+    # for this interpreter, naming the newest bundled minor and this version.
+    remedies = info.value.remedies
+    assert len(remedies) == 2 and all(f"  {r}" in msg for r in remedies)
+    newest = kmte.supported_torch_minors()[-1]
+    assert remedies[0].endswith(f'-m pip install "torch=={newest}.*"')
+    assert remedies[1].endswith(f"--no-binary kestrel-mps-torch-ext kestrel-mps-torch-ext=={kmte.__version__}")
+    assert all(r.startswith(sys.executable) for r in remedies)
+
+
+def test_no_bundled_minor_leaves_only_the_source_remedy(tmp_path):
+    with pytest.raises(kmte.UnsupportedTorchVersionError) as info:
+        _loader.select_library(torch.__version__, tmp_path)
+    assert len(info.value.remedies) == 1 and "--no-build-isolation" in info.value.remedies[0]
 
 
 def test_supported_minors_are_the_files_present(tmp_path):

@@ -246,3 +246,22 @@ def test_build_tags_name_the_minors_and_sort_as_pip_sorts_them():
     assert build_wheel.build_tag([(2, 9), (2, 10), (2, 15)]) == "1_torch29_torch210_torch215"
     name = f"kestrel_mps_torch_ext-0.3.0-{build_wheel.build_tag([(2, 13), (2, 14)])}-cp311-cp311-linux_x86_64.whl"
     assert parse_wheel_filename(name)[2] == (1, "_torch213_torch214")
+
+
+FIND_PACKAGE = """cmake_minimum_required(VERSION 3.21)
+project(p LANGUAGES NONE)
+find_package(KestrelMPSTorchExt 0.3 REQUIRED)
+message(STATUS "found=${KestrelMPSTorchExt_DIR} version=${KestrelMPSTorchExt_VERSION}")
+"""
+
+
+def test_cmake_prefix_entry_point_lets_find_package_work_with_no_hint(tmp_path):
+    # What scikit-build-core does with a cmake.prefix entry point: the
+    # module's directory goes on CMAKE_PREFIX_PATH.
+    (ep,) = [e for e in importlib.metadata.entry_points(group="cmake.prefix") if e.name == "KestrelMPSTorchExt"]
+    prefix = Path(importlib.import_module(ep.value).__file__).parent
+    (tmp_path / "CMakeLists.txt").write_text(FIND_PACKAGE)
+    out = subprocess.run(["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "b"), f"-DCMAKE_PREFIX_PATH={prefix}"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f"found={kmte.cmake_dir()} version={kmte.__version__}" in out.stdout
