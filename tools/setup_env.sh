@@ -25,6 +25,7 @@ if [[ $(uname) == Linux ]]; then
   if [[ ${KESTREL_WITH_TESTS:-0} == 1 ]]; then
     [[ -f /usr/include/catch2/catch.hpp || -f /usr/include/catch2/catch_test_macros.hpp ]] || need_apt+=(catch2)
     command -v clang >/dev/null || need_apt+=(clang)
+    command -v pkg-config >/dev/null || need_apt+=(pkg-config)
   fi
   if ((${#need_apt[@]})); then apt_install "${need_apt[@]}"; fi
 fi

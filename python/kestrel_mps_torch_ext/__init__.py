@@ -22,7 +22,7 @@ from ._errors import (
     UnsupportedTorchVersionError,
 )
 from ._loader import get_api_pointer, load_torch_mps_bridge
-from ._paths import cmake_dir, get_include, library_dir, library_path
+from ._paths import cmake_dir, get_include, library_dir, library_path, pkgconfig_dir
 from ._probe import MPSProbe, probe_mps
 
 _import_guard.install()
@@ -46,6 +46,7 @@ __all__ = [
     "library_dir",
     "library_path",
     "load_torch_mps_bridge",
+    "pkgconfig_dir",
     "probe_mps",
     "supported_torch_minors",
 ]

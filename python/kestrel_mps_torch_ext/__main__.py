@@ -1,5 +1,5 @@
 """python -m kestrel_mps_torch_ext: a diagnostic report, or a path or flag for
-build systems (--include, --includes, --cmake-dir); --version."""
+build systems (--include, --includes, --cmake-dir, --pkgconfig-dir); --version."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from . import __version__, cmake_dir, get_include, library_dir, supported_torch_minors
+from . import __version__, cmake_dir, get_include, library_dir, pkgconfig_dir, supported_torch_minors
 from ._bridge import TorchMPSBridge
 from ._errors import KestrelMPSError
 
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--includes", action="store_true",
                        help="print the compiler flag for the header directory (-I...), as pybind11 does")
     group.add_argument("--cmake-dir", action="store_true", help="print the CMake package directory")
+    group.add_argument("--pkgconfig-dir", action="store_true", help="print the pkg-config directory")
     group.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.include:
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmake_dir:
         print(cmake_dir())
+        return 0
+    if args.pkgconfig_dir:
+        print(pkgconfig_dir())
         return 0
     info, ok = _report()
     if args.json:

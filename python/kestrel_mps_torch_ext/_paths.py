@@ -10,6 +10,7 @@ from pathlib import Path
 __all__ = [
     "get_include",
     "cmake_dir",
+    "pkgconfig_dir",
     "library_dir",
     "library_name",
     "library_path",
@@ -35,6 +36,12 @@ def cmake_dir() -> str:
     """Directory of the KestrelMPSTorchExt CMake package (pass it as
     KestrelMPSTorchExt_DIR, or append it to CMAKE_PREFIX_PATH)."""
     return str(_PACKAGE_DIR / "cmake")
+
+
+def pkgconfig_dir() -> str:
+    """Directory of kestrel-mps-torch-ext.pc, for PKG_CONFIG_PATH (builds
+    without CMake)."""
+    return str(_PACKAGE_DIR / "pkgconfig")
 
 
 LIBRARY_DIR_ENV = "KESTREL_MPS_TORCH_EXT_LIBRARY_DIR"

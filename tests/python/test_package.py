@@ -266,3 +266,22 @@ def test_cmake_prefix_entry_point_lets_find_package_work_with_no_hint(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert f"found={kmte.cmake_dir()} version={kmte.__version__}" in out.stdout
+
+
+def test_pkg_config_gives_a_plain_c_build_its_flags(tmp_path):
+    assert run_module("--pkgconfig-dir").stdout.strip() == kmte.pkgconfig_dir()
+    env = {**os.environ, "PKG_CONFIG_PATH": kmte.pkgconfig_dir()}
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "kestrel-mps-torch-ext"], capture_output=True,
+                           text=True, env=env)
+    assert flags.returncode == 0, flags.stderr
+    version = subprocess.run(["pkg-config", "--modversion", "kestrel-mps-torch-ext"], capture_output=True,
+                             text=True, env=env).stdout.strip()
+    assert version == kmte.__version__
+    source = tmp_path / "find.c"
+    source.write_text("#include <kestrel_mps_api.h>\n#include <stdio.h>\n"
+                      "int main(void) { const char* why; kestrel_mps_find_api(&why); puts(why); return 0; }\n")
+    exe = tmp_path / "find"
+    cc = subprocess.run(["cc", "-std=c99", "-pedantic", "-Werror", str(source), "-o", str(exe), *flags.stdout.split()],
+                        capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    assert "load_torch_mps_bridge" in subprocess.run([str(exe)], capture_output=True, text=True).stdout
