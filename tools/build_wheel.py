@@ -94,7 +94,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("**/kestrel_mps_torch_ext-*.whl"):
         old.unlink()
-    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(args.out),
+    # At a terminal, pip's and CMake's own progress (-v); in logs, quiet.
+    verbosity = "-v" if sys.stdout.isatty() else "-q"
+    cmd = [sys.executable, "-m", "pip", "wheel", verbosity, "--no-build-isolation", "--no-deps", "-w", str(args.out),
            f"-Cwheel.build-tag={build_tag(sorted(set(bundled)))}", str(ROOT)]
     if extra:
         cmd.append("-Ccmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))

@@ -42,7 +42,10 @@ fi
 # numpy: torch warns "Failed to initialize NumPy" without it.
 pip_pkgs=("scikit-build-core>=0.10" "packaging>=21" cmake ninja numpy)
 [[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest hypothesis mypy)
-"$PY" -m pip install -q "${pip_pkgs[@]}"
+# pip's progress at a terminal; quiet in logs.
+[[ -t 1 ]] && PIP_Q=() || PIP_Q=(-q)
+echo "== pip install ${pip_pkgs[*]} (those missing)"
+"$PY" -m pip install "${PIP_Q[@]}" "${pip_pkgs[@]}"
 
 # Builds the wheel for the installed torch and installs it.
 build_and_install_wheel() {
@@ -82,7 +85,7 @@ torch_venv() {
   if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "== venv with torch $1" >&2
     "$PY" -m venv --system-site-packages "$venv"
-    "$venv/bin/python" -m pip install -q "torch==$1" >&2
+    "$venv/bin/python" -m pip install "${PIP_Q[@]}" "torch==$1" >&2
   fi
   echo "$venv/bin/python"
 }

@@ -12,6 +12,7 @@ Importing this package loads nothing and does not import torch.
 from __future__ import annotations
 
 from . import _import_guard
+from ._abi import ExtensionTable, PublishedTable
 from ._bridge import TensorDescriptor, TorchMPSBridge, TorchVersion
 from ._errors import (
     BridgeCallError,
@@ -34,8 +35,10 @@ __all__ = [
     "BridgeLoadError",
     "BridgeMismatchError",
     "BridgeUnavailableError",
+    "ExtensionTable",
     "KestrelMPSError",
     "MPSProbe",
+    "PublishedTable",
     "TensorDescriptor",
     "TorchMPSBridge",
     "TorchVersion",

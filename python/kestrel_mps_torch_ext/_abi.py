@@ -144,7 +144,10 @@ RunOnQueueFn = ctypes.CFUNCTYPE(Status, CQueueCallback, ctypes.c_void_p)  # type
 LastErrorFn = ctypes.CFUNCTYPE(ctypes.c_char_p)
 
 
-class ExtAPI(ctypes.Structure):
+class ExtensionTable(ctypes.Structure):
+    """kestrel_mps_ext_api (the extension table, KestrelMPS_kmte_ext_v1) as
+    ctypes reads it: each entry is callable with the header's signature."""
+
     _fields_ = [
         ("struct_size", ctypes.c_uint32),
         ("abi_version", ctypes.c_uint32),
@@ -197,7 +200,7 @@ class StreamView(ctypes.Structure):
 PublishedResult = ctypes.c_void_p
 
 
-class PublishedAPI(ctypes.Structure):
+class PublishedTable(ctypes.Structure):
     """KestrelMPSTorchExtAPI (published), returned by KestrelMPSTorchExtAPI_v1()."""
 
     _fields_ = [

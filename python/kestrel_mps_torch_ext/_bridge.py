@@ -88,7 +88,7 @@ class TorchMPSBridge(ctypes.CDLL):
         for name, prototype in _abi.PUBLISHED_SIGNATURES.items():
             # Attribute access stays as published; only the signatures are new.
             setattr(self, name, prototype((name, self)))
-        table = ctypes.pointer(_abi.ExtAPI.in_dll(self, _abi.API_SYMBOL))
+        table = ctypes.pointer(_abi.ExtensionTable.in_dll(self, _abi.API_SYMBOL))
         api = table.contents
         self.path = path
         self.torch_version = torch_version
@@ -117,15 +117,15 @@ class TorchMPSBridge(ctypes.CDLL):
         return address
 
     @property
-    def published_api(self) -> _abi.PublishedAPI:
+    def published_api(self) -> _abi.PublishedTable:
         """The published table, read through its getter."""
-        return _abi.PublishedAPI.from_address(self.api_pointer)
+        return _abi.PublishedTable.from_address(self.api_pointer)
 
     @property
-    def api(self) -> _abi.ExtAPI:
+    def api(self) -> _abi.ExtensionTable:
         """The extension table (kestrel_mps_ext_api) as a ctypes structure:
         its fields are callable with the header's signatures."""
-        api: _abi.ExtAPI = self._table.contents
+        api: _abi.ExtensionTable = self._table.contents
         return api
 
     @property

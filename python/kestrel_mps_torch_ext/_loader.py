@@ -138,7 +138,7 @@ def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
             f"package or build it from source against the installed torch."
         ) from e
     try:
-        api = _abi.ExtAPI.in_dll(private, _abi.API_SYMBOL)
+        api = _abi.ExtensionTable.in_dll(private, _abi.API_SYMBOL)
         getter = private[_abi.GETTER_SYMBOL]
     except (ValueError, AttributeError) as e:
         _dlclose(private._handle)
@@ -158,13 +158,13 @@ def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
     return TorchMPSBridge(path, torch_version, promoted._handle)
 
 
-def _table_problem(api: _abi.ExtAPI, getter: Any, expected: tuple[int, int], torch_version: str) -> str | None:
+def _table_problem(api: _abi.ExtensionTable, getter: Any, expected: tuple[int, int], torch_version: str) -> str | None:
     """Why the library's two tables do not fit this package and the running
     torch_version (of minor `expected`), or None."""
-    if api.abi_version != _abi.ABI_VERSION or api.struct_size < ctypes.sizeof(_abi.ExtAPI):
+    if api.abi_version != _abi.ABI_VERSION or api.struct_size < ctypes.sizeof(_abi.ExtensionTable):
         return (
             f"it has extension ABI version {api.abi_version} and a {api.struct_size}-byte table, "
-            f"this package needs ABI {_abi.ABI_VERSION} and at least {ctypes.sizeof(_abi.ExtAPI)} bytes"
+            f"this package needs ABI {_abi.ABI_VERSION} and at least {ctypes.sizeof(_abi.ExtensionTable)} bytes"
         )
     built = (api.torch_version_major, api.torch_version_minor)
     if built != expected:
@@ -173,7 +173,7 @@ def _table_problem(api: _abi.ExtAPI, getter: Any, expected: tuple[int, int], tor
             f"{torch_version} is running"
         )
     getter.argtypes = []
-    getter.restype = ctypes.POINTER(_abi.PublishedAPI)
+    getter.restype = ctypes.POINTER(_abi.PublishedTable)
     published = getter().contents
     tag = published.torch_tag().decode()
     if published.api_version != _abi.PUBLISHED_API_VERSION or tag != f"torch{built[0]}{built[1]}":

@@ -38,7 +38,7 @@ def test_the_library_exports_the_published_eight_and_our_extension(bridge):
 
 def test_table_sizes_match_the_python_mirror(bridge):
     api = bridge.api
-    assert api.struct_size == ctypes.sizeof(abi.ExtAPI)
+    assert api.struct_size == ctypes.sizeof(abi.ExtensionTable)
     assert api.tensor_struct_size == ctypes.sizeof(abi.Tensor) == 312
     assert api.max_ndim == abi.MAX_NDIM
     assert api.abi_version == abi.ABI_VERSION

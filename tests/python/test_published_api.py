@@ -32,7 +32,7 @@ def test_getter_by_attribute_as_the_published_loader_used_it(bridge):
     address = getter()
     assert address == kmte.get_api_pointer() == bridge.api_pointer
     assert getter() == address  # one static table
-    table = abi.PublishedAPI.from_address(address)
+    table = abi.PublishedTable.from_address(address)
     assert table.api_version == abi.PUBLISHED_API_VERSION == 1
     # Each entry is the exported function of the same name.
     for field, name in [("torch_tag", "KestrelMPSTorchExtTorchTag"),
