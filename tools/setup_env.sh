@@ -1,10 +1,10 @@
 # Sourced by demo.sh and test.sh: installs what a fresh machine lacks.
-# PYTHON: the interpreter to build and test with (default python3 on PATH).
+# PYTHON: the interpreter to build and test with (default: the active
+#   virtualenv's, else the project's own .venv, made on first use).
 # KESTREL_TORCH_SPEC: what `pip install` gets when no torch is importable
 #   (default torch==2.13.0; pip options allowed, e.g. an --index-url).
 # KESTREL_BUILD_DIR: where builds go (default build/ in the checkout).
 set -euo pipefail
-PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${KESTREL_BUILD_DIR:-$ROOT/build}
 
@@ -29,6 +29,26 @@ if [[ $(uname) == Linux ]]; then
   fi
   if ((${#need_apt[@]})); then apt_install "${need_apt[@]}"; fi
 fi
+
+# The interpreter: $PYTHON, else the active virtualenv's, else the
+# project's own .venv, made once and reused. It sees the system's packages
+# (an installed torch is reused, not downloaded again) and takes pip
+# installs, which a stock Debian/Ubuntu python refuses outside a venv.
+if [[ -n ${PYTHON:-} ]]; then
+  PY=$PYTHON
+elif [[ -n ${VIRTUAL_ENV:-} ]]; then
+  PY=$VIRTUAL_ENV/bin/python
+else
+  PY=$ROOT/.venv/bin/python
+  if [[ ! -x $PY ]]; then
+    if [[ $(uname) == Linux ]] && ! python3 -c "import ensurepip" 2>/dev/null; then
+      apt_install python3-venv  # Debian and Ubuntu split venv's pip out of python3
+    fi
+    echo "== a project virtualenv: $ROOT/.venv (reused next time; PYTHON=... picks another interpreter)"
+    python3 -m venv --system-site-packages "$ROOT/.venv"
+  fi
+fi
+echo "== python: $PY"
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
   spec=${KESTREL_TORCH_SPEC:-torch==2.13.0}
@@ -85,6 +105,11 @@ torch_venv() {
   if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "== venv with torch $1" >&2
     "$PY" -m venv --system-site-packages "$venv"
+    # It sees the base interpreter's packages; also those of $PY when that
+    # is itself a venv (the project's .venv: pytest, the build tools), after
+    # its own, so that its own torch wins.
+    "$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+      >"$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_kestrel_parent.pth"
     "$venv/bin/python" -m pip install "${PIP_Q[@]}" "torch==$1" >&2
   fi
   echo "$venv/bin/python"
