@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from . import _import_guard
 from ._abi import ExtensionTable, PublishedTable
-from ._bridge import TensorDescriptor, TorchMPSBridge, TorchVersion
+from ._bridge import TorchMPSBridge
+from ._types import TensorDescriptor, TorchVersion
 from ._errors import (
     BridgeCallError,
     BridgeLoadError,

@@ -3,8 +3,6 @@
 fails its first allocation, so "usable" means a real allocation, a kernel
 and a copy back that gives the right numbers."""
 
-from __future__ import annotations
-
 import functools
 from typing import NamedTuple
 

@@ -285,3 +285,14 @@ def test_pkg_config_gives_a_plain_c_build_its_flags(tmp_path):
                         capture_output=True, text=True)
     assert cc.returncode == 0, cc.stderr
     assert "load_torch_mps_bridge" in subprocess.run([str(exe)], capture_output=True, text=True).stdout
+
+
+def test_help_shows_real_types_and_no_importable_library():
+    import pydoc
+
+    text = pydoc.render_doc(kmte, renderer=pydoc.plaintext)
+    assert "ForwardRef" not in text
+    assert "MPSProbe(available: bool, usable: bool, detail: str)" in text
+    for name in kmte.__all__:  # every public name documents itself
+        obj = getattr(kmte, name)
+        assert (obj.__doc__ or "").strip(), name
