@@ -24,7 +24,7 @@ from ._errors import (
     UnsupportedTorchVersionError,
 )
 from ._loader import get_api_pointer, load_torch_mps_bridge
-from ._paths import cmake_dir, get_include, library_dir, library_path, pkgconfig_dir
+from ._paths import cmake_dir, get_include, include_dir, library_dir, library_path, pkgconfig_dir
 from ._probe import MPSProbe, probe_mps
 
 _import_guard.install()
@@ -47,6 +47,7 @@ __all__ = [
     "cmake_dir",
     "get_api_pointer",
     "get_include",
+    "include_dir",
     "library_dir",
     "library_path",
     "load_torch_mps_bridge",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 __all__ = [
     "get_include",
+    "include_dir",
     "cmake_dir",
     "pkgconfig_dir",
     "library_dir",
@@ -27,9 +28,14 @@ _TAG_RE = re.compile(_TAG)
 _LIBRARY_RE = re.compile(r"^libkestrel_mps_torch_ext_" + _TAG + re.escape(LIBRARY_SUFFIX) + r"$")
 
 
-def get_include() -> str:
-    """Directory holding kestrel_mps_api.h, for a consumer's compiler flags."""
+def include_dir() -> str:
+    """Directory holding kestrel_mps_api.h, for a consumer's compiler flags.
+    The paths are all named *_dir(); get_include() is the same function under
+    the name pybind11 and numpy users expect."""
     return str(_PACKAGE_DIR / "include")
+
+
+get_include = include_dir
 
 
 def cmake_dir() -> str:

@@ -296,3 +296,10 @@ def test_help_shows_real_types_and_no_importable_library():
     for name in kmte.__all__:  # every public name documents itself
         obj = getattr(kmte, name)
         assert (obj.__doc__ or "").strip(), name
+
+
+def test_one_naming_scheme_for_paths_and_the_pybind11_name_kept():
+    assert kmte.get_include is kmte.include_dir
+    for path in (kmte.include_dir(), kmte.cmake_dir(), kmte.pkgconfig_dir()):
+        assert Path(path).is_dir(), path
+    assert (Path(kmte.include_dir()) / "kestrel_mps_api.h").is_file()
