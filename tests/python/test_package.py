@@ -7,6 +7,7 @@ import ctypes
 import importlib.metadata
 import json
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -253,19 +254,40 @@ FIND_PACKAGE = """cmake_minimum_required(VERSION 3.21)
 project(p LANGUAGES NONE)
 find_package(KestrelMPSTorchExt 0.3 REQUIRED)
 message(STATUS "found=${KestrelMPSTorchExt_DIR} version=${KestrelMPSTorchExt_VERSION}")
+if(TARGET KestrelMPSTorchExt::headers)
+  message(STATUS "KestrelMPSTorchExt::headers")
+endif()
 """
 
 
-def test_cmake_prefix_entry_point_lets_find_package_work_with_no_hint(tmp_path):
+def entry_point_prefix() -> Path:
     # What scikit-build-core does with a cmake.prefix entry point: the
     # module's directory goes on CMAKE_PREFIX_PATH.
     (ep,) = [e for e in importlib.metadata.entry_points(group="cmake.prefix") if e.name == "KestrelMPSTorchExt"]
-    prefix = Path(importlib.import_module(ep.value).__file__).parent
+    return Path(importlib.import_module(ep.value).__file__).parent
+
+
+@pytest.mark.parametrize("where", ["entry point", "site-packages"])
+def test_find_package_works_from_the_entry_point_and_from_site_packages(tmp_path, where):
+    prefix = entry_point_prefix() if where == "entry point" else Path(kmte.__file__).parent.parent
     (tmp_path / "CMakeLists.txt").write_text(FIND_PACKAGE)
     out = subprocess.run(["cmake", "-S", str(tmp_path), "-B", str(tmp_path / "b"), f"-DCMAKE_PREFIX_PATH={prefix}"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert f"found={kmte.cmake_dir()} version={kmte.__version__}" in out.stdout
+    assert f"version={kmte.__version__}" in out.stdout
+    found = out.stdout.split("found=")[1].split()[0]
+    # From site-packages CMake stops at the redirect directory, which must
+    # hand over to the package's own config and targets.
+    expected = prefix / "KestrelMPSTorchExt.cmake" if where == "site-packages" else Path(kmte.cmake_dir())
+    assert Path(found) == expected
+    assert "KestrelMPSTorchExt::headers" in out.stdout
+
+
+def test_site_packages_redirect_is_not_importable():
+    redirect = Path(kmte.__file__).parent.parent / "KestrelMPSTorchExt.cmake"
+    assert sorted(p.name for p in redirect.iterdir()) == ["KestrelMPSTorchExtConfig.cmake",
+                                                         "KestrelMPSTorchExtConfigVersion.cmake"]
+    assert not any(m.name.startswith("KestrelMPSTorchExt") for m in pkgutil.iter_modules([str(redirect.parent)]))
 
 
 def test_pkg_config_gives_a_plain_c_build_its_flags(tmp_path):
