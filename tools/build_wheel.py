@@ -95,11 +95,12 @@ def main() -> int:
     for old in args.out.glob("**/kestrel_mps_torch_ext-*.whl"):
         old.unlink()
     # At a terminal, pip's and CMake's own progress (-v); in logs, quiet.
+    # --config-settings, not -C: Debian 12's pip (23.0) lacks the short form.
     verbosity = "-v" if sys.stdout.isatty() else "-q"
     cmd = [sys.executable, "-m", "pip", "wheel", verbosity, "--no-build-isolation", "--no-deps", "-w", str(args.out),
-           f"-Cwheel.build-tag={build_tag(sorted(set(bundled)))}", str(ROOT)]
+           f"--config-settings=wheel.build-tag={build_tag(sorted(set(bundled)))}", str(ROOT)]
     if extra:
-        cmd.append("-Ccmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))
+        cmd.append("--config-settings=cmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))
     subprocess.run(cmd, check=True)
     (wheel,) = args.out.glob("kestrel_mps_torch_ext-*.whl")
     tag = build_tag(sorted(set(bundled)))

@@ -45,7 +45,7 @@ if [[ -n ${KESTREL_SIM_TSAN:-} ]]; then
 fi
 echo "== no wheel can be built with the simulation"
 if "$PY" -m pip wheel -q --no-build-isolation --no-deps -w "$SIM_BUILD/refused" \
-     -Ccmake.define.KESTREL_SIMULATED_MPS=ON "$ROOT" >"$SIM_BUILD/refused.log" 2>&1 ||
+     --config-settings=cmake.define.KESTREL_SIMULATED_MPS=ON "$ROOT" >"$SIM_BUILD/refused.log" 2>&1 ||
    ! grep -q "KESTREL_SIMULATED_MPS" "$SIM_BUILD/refused.log"; then
   echo "a wheel build with KESTREL_SIMULATED_MPS=ON was not refused as it should be"; exit 1
 fi
