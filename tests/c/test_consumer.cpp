@@ -241,7 +241,15 @@ TEST_CASE("a NULL handle and a conjugate view are refused with a reason") {
 #endif  // KESTREL_MPS_CAP_ATEN_TENSORS
 
 int main(int argc, char** argv) {
-  Py_Initialize();
+  // As the interpreter CMake found, which may be a virtualenv's: an embedded
+  // Python finds a venv's site-packages (torch, this package) only through
+  // pyvenv.cfg beside its program name, never from the test's own path.
+  PyConfig config;
+  PyConfig_InitPythonConfig(&config);
+  PyStatus status = PyConfig_SetBytesString(&config, &config.program_name, KESTREL_TEST_PYTHON);
+  if (!PyStatus_Exception(status)) status = Py_InitializeFromConfig(&config);
+  PyConfig_Clear(&config);
+  if (PyStatus_Exception(status)) Py_ExitStatusException(status);
   g_main = PyModule_GetDict(PyImport_AddModule("__main__"));
   const int rc = kestrel_catch_run(argc, argv);
   // No Py_Finalize: torch's teardown order at interpreter exit is not ours

@@ -60,8 +60,12 @@ class ObjcCounts(ctypes.Structure):
         "left_open_at_exit")]
 
 
-class StreamView(ctypes.Structure):
-    _fields_ = [("stream", ctypes.c_void_p), ("device", ctypes.c_void_p), ("queue", ctypes.c_void_p)]
+StreamView = _abi.StreamView
+
+
+def message(result: int | None) -> str | None:
+    """A published entry's result, declared by the package as c_void_p."""
+    return ctypes.string_at(result).decode() if result else None
 
 
 def _declare(lib: ctypes.CDLL, signatures: dict[str, tuple[Any, list[Any]]]) -> None:
@@ -138,14 +142,6 @@ class Runtime:
                 "sim_prepare": (I, [I] + [ctypes.py_object] * 3 + [CS, S]),
                 "sim_run_threads": (I, [I, I, CS, S]),
             })
-        # The published exports, with their published signatures.
-        _declare(self.bridge, {
-            "KestrelMPSGetCurrentStreamView": (CS, [ctypes.POINTER(StreamView)]),
-            "KestrelMPSEndKernelCoalescing": (CS, [P]),
-            "KestrelMPSCommandBuffer": (CS, [P, ctypes.POINTER(P)]),
-            "KestrelMPSCommitStream": (CS, [P]),
-            "KestrelMPSCommandEncoder": (CS, [P, ctypes.POINTER(P)]),
-        })
 
     @classmethod
     def load(cls, build: Path) -> Runtime:
@@ -216,15 +212,14 @@ class Runtime:
     def v1(self, entry: str, stream: int | None, want_out: bool = True) -> tuple[str | None, int]:
         fn = getattr(self.bridge, entry)
         if entry in ("KestrelMPSEndKernelCoalescing", "KestrelMPSCommitStream"):
-            err = fn(stream)
-            return (err.decode() if err else None), 0
+            return message(fn(stream)), 0
         out = ctypes.c_void_p()
         err = fn(stream, ctypes.byref(out) if want_out else None)
-        return (err.decode() if err else None), out.value or 0
+        return message(err), out.value or 0
 
     def stream_view(self) -> StreamView:
         view = StreamView()
-        err = self.bridge.KestrelMPSGetCurrentStreamView(ctypes.byref(view))
+        err = message(self.bridge.KestrelMPSGetCurrentStreamView(ctypes.byref(view)))
         assert err is None, err
         return view
 

@@ -84,8 +84,7 @@ def test_published_entries_report_member_faults(rt: sim.Runtime, member: str, fa
     def call() -> None:
         if member == "device":
             v = sim.StreamView(1, 1, 1)
-            err = rt.bridge.KestrelMPSGetCurrentStreamView(v)
-            got.append((err.decode() if err else None, v.stream or 0))
+            got.append((sim.message(rt.bridge.KestrelMPSGetCurrentStreamView(v)), v.stream or 0))
         else:
             entry = {"command_buffer": "KestrelMPSCommandBuffer", "command_encoder": "KestrelMPSCommandEncoder"}[member]
             got.append(rt.v1(entry, view.stream))
@@ -156,7 +155,7 @@ def test_no_usable_device_is_mps_unavailable(child) -> None:
         status, _ = rt.ext_handle("current_stream")
         assert status == sim.STATUS["MPS_UNAVAILABLE"], status
         assert "no usable Metal device" in rt.bridge.last_error()
-        err = rt.bridge.KestrelMPSGetCurrentStreamView(sim.StreamView())
-        assert b"no usable Metal device" in err, err
+        err = sim.message(rt.bridge.KestrelMPSGetCurrentStreamView(sim.StreamView()))
+        assert err is not None and "no usable Metal device" in err, err
     """)
     assert proc.returncode == 0, proc.stderr + proc.stdout
