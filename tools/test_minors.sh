@@ -37,8 +37,10 @@ for python in "$PY" "$OTHER_PY"; do
   echo "== torch $version ($python)"
   "$python" -m pip install -q --no-deps --force-reinstall "$WHEEL"
   "$python" -m kestrel_mps_torch_ext | grep -E "^(torch|library|bundled)"
+  # The other minor's pass: 2,000 property examples (test.sh's run: 10,000).
   if [[ $python == "$PY" ]]; then tests=("${MINOR_TESTS[@]}"); else tests=(tests/python); fi
-  (cd "$ROOT" && "$python" -m pytest "${tests[@]}" -q -p no:cacheprovider)
+  (cd "$ROOT" && KESTREL_HYPOTHESIS_EXAMPLES=${KESTREL_HYPOTHESIS_EXAMPLES:-2000} \
+    "$python" -m pytest "${tests[@]}" -q -p no:cacheprovider)
   lib=$("$python" -c "import kestrel_mps_torch_ext as k; print(k.load_torch_mps_bridge().path)")
   rm "$lib"
   "$python" - "$lib" <<'PY'
@@ -57,7 +59,6 @@ done
 echo "multi-minor run: 2 environments passed"
 
 echo "== the remedies UnsupportedTorchVersionError prints, run as printed"
-"$PY" "$ROOT/tools/build_wheel.py" --out "$BUILD/dist-single" >/dev/null
 rm -rf "$BUILD/sdist"
 (cd "$ROOT" && "$PY" -c "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])" \
   "$BUILD/sdist" >/dev/null)
@@ -70,8 +71,9 @@ except k.UnsupportedTorchVersionError as e:
     print('\n'.join(e.remedies))"
 }
 loads() { "$1" -c "import kestrel_mps_torch_ext as k; print('loads:', k.load_torch_mps_bridge().path.name)"; }
-# torch $OTHER with a wheel of torch 2.13 only: refused, with two remedies.
-"$OTHER_PY" -m pip install -q --no-deps --force-reinstall "$BUILD"/dist-single/*.whl
+# torch $OTHER with the wheel's library for it removed, as in a wheel of
+# torch 2.13 only: refused, with two remedies.
+rm "$("$OTHER_PY" -c "import kestrel_mps_torch_ext as k; print(k.load_torch_mps_bridge().path)")"
 mapfile -t remedies < <(remedies_of "$OTHER_PY")
 ((${#remedies[@]} == 2)) || { echo "expected 2 remedies, got: ${remedies[*]}"; exit 1; }
 echo "torch remedy:  ${remedies[0]}"
@@ -80,9 +82,9 @@ echo "source remedy: ${remedies[1]}"
 PIP_NO_INDEX=1 PIP_FIND_LINKS="$BUILD/sdist" bash -c "${remedies[1]}" >/dev/null
 loads "$OTHER_PY"
 # The torch remedy asks for torch 2.13.*: verbatim with the other minor's
-# spec in the main environment (torch 2.13, a library removed above would
-# be refused): the same command installs a bundled minor and then loads.
-"$PY" -m pip install -q --no-deps --force-reinstall "$BUILD"/dist-single/*.whl
+# interpreter replaced by the main environment's (torch 2.13, the
+# multi-minor wheel): the same command installs a bundled minor and then
+# loads.
 bash -c "${remedies[0]/$OTHER_PY/$PY}" >/dev/null
 loads "$PY"
 "$OTHER_PY" -m pip install -q --no-deps --force-reinstall "$WHEEL"

@@ -1,8 +1,9 @@
 """Property-based: random dtypes, shapes (0 to 8 dims, zero sizes) and chains
 of views; every descriptor equals what torch reports, and buffer + byte
 offset + strides address exactly the elements of torch's view (read back
-from memory on CPU). KESTREL_HYPOTHESIS_EXAMPLES sets the count (CI: 10,000;
-the documented long run: 1,000,000)."""
+from memory on CPU). KESTREL_HYPOTHESIS_EXAMPLES sets the count (default and
+tools/test.sh: 10,000; the second minor and ASan passes use fewer; the
+documented long run: 1,000,000)."""
 
 from __future__ import annotations
 
