@@ -5,7 +5,7 @@ against the same sequence calling the model directly, in one process.
     bash tools/test_simulated.sh            # builds build/sim-torch<version>
     python bench/sim_launch.py [--label linux-x86-2core]
 
-The sequences are tests/sim/consumers/launch.c's sim_bench modes. Prints a
+The sequences are tests/stream/consumer/launch.c's launch_bench modes. Prints a
 markdown table of median ns per launch (min..max of the repetitions) and the
 ratio of each to the direct model calls; docs/benchmarks.md keeps the last
 one. What it says: what the bridge adds around a launch on the CPU (tensor
@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-sys.path.insert(0, str(ROOT / "tests" / "sim" / "python"))
+sys.path.insert(0, str(ROOT / "tests" / "stream"))
 sys.path.insert(0, str(ROOT / "python"))
 import torch  # noqa: E402
 
@@ -48,11 +48,11 @@ def main() -> int:
     args = parser.parse_args()
     version = torch.__version__.split("+")[0]
     build = Path(os.environ.get("KESTREL_SIM_BUILD", ROOT / "build" / f"sim-torch{version}"))
-    import sim
+    import harness
 
-    rt = sim.Runtime.load(build)
-    rt.set_option(sim.GPU_LATENCY_US, 0)
-    bench = rt.consumer.sim_bench
+    rt = harness.SimRuntime(build)
+    rt.set_option(harness.GPU_LATENCY_US, 0)
+    bench = rt.consumer.launch_bench
     bench.restype = ctypes.c_double
     bench.argtypes = [ctypes.c_int] + [ctypes.py_object] * 3 + [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
     err = ctypes.create_string_buffer(512)

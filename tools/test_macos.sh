@@ -3,8 +3,10 @@
 # 2.15 built as a Mach-O arm64 dylib with zig against that minor's macOS wheel,
 # each checked with llvm-objdump (tools/build_macos.py says what); a macOS
 # wheel of them repaired with delocate as the workflow does
-# (tools/check_macos_wheel.py); actionlint over the GitHub workflows; the
-# simulation compiled against each minor's headers. Proves linking, not running.
+# (tools/check_macos_wheel.py); actionlint and the retired-runner check over
+# the GitHub workflows; every .mm compiled against stand-in declarations
+# (tools/check_objc.py); the simulation compiled against each minor's headers.
+# Proves compiling and linking, not running.
 source "$(dirname "$0")/setup_env.sh"
 if ! command -v llvm-objdump >/dev/null || ! command -v llvm-cxxfilt >/dev/null; then
   apt_install llvm
@@ -21,5 +23,9 @@ rm -rf "$BUILD/macos/linux-wheel"
 "$PY" "$ROOT/tools/check_macos_wheel.py" "$BUILD"/macos/linux-wheel/kestrel_mps_torch_ext-*.whl "$ROOT/build/macos/dylibs"
 echo "== actionlint"
 actionlint "$ROOT"/.github/workflows/*.yml && echo "actionlint: workflows clean"
+"$PY" "$ROOT/tools/check_workflows.py"
+echo "== every Objective-C++ file, against stand-in declarations of Foundation and Metal"
+command -v clang++ >/dev/null || apt_install clang
+"$PY" "$ROOT/tools/check_objc.py"
 echo "== the simulated MPS runtime against each minor's MPS headers"
 "$PY" "$ROOT/tools/check_sim_headers.py"

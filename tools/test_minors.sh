@@ -62,6 +62,11 @@ echo "== the remedies UnsupportedTorchVersionError prints, run as printed"
 rm -rf "$BUILD/sdist"
 (cd "$ROOT" && "$PY" -c "import sys; from scikit_build_core.build import build_sdist; build_sdist(sys.argv[1])" \
   "$BUILD/sdist" >/dev/null)
+echo "== what the release job would upload: the multi-minor wheel and the sdist (tools/check_release.py)"
+"$PY" -m pip install -q twine
+rm -rf "$BUILD/release" && mkdir -p "$BUILD/release"
+cp "$WHEEL" "$BUILD"/sdist/*.tar.gz "$BUILD/release/"
+"$PY" "$ROOT/tools/check_release.py" "$BUILD/release" --build-from-sdist
 remedies_of() {  # the remedies a load under $1 gives, one per line
   "$1" -c "
 import kestrel_mps_torch_ext as k

@@ -57,3 +57,25 @@ def test_available_but_failing_allocation_is_reported_not_raised(monkeypatch, fr
     assert p == kmte.MPSProbe(True, False, "available but unusable: a 4-element round trip on mps raised "
                                            "RuntimeError: MPS backend out of memory (simulated)")
     assert kmte.probe_mps() is p  # decided once per process
+
+
+@pytest.mark.parametrize("mac, torch_version, expected", [
+    ("13.6.1", "2.14.1", "macOS 13.6.1 is below torch 2.14.1's MPS floor, macOS 14.0"),
+    ("14.7", "2.14.1", None),
+    ("14.7", "2.15.0", "macOS 14.7 is below torch 2.15.0's MPS floor, macOS 15.0"),
+    ("15.0", "2.15.0+cpu", None),
+    ("26.1", "2.16.0", None),
+    ("", "2.15.0", None),  # not macOS, or unknown: no claim
+])
+def test_macos_below_torchs_mps_floor_is_named(mac, torch_version, expected):
+    assert _probe.below_mps_floor(mac, torch_version) == expected
+
+
+def test_the_probe_names_the_floor_on_an_old_mac(monkeypatch, fresh_probe):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_built", lambda: True)
+    monkeypatch.setattr(_probe.sys, "platform", "darwin")
+    monkeypatch.setattr(_probe.platform, "mac_ver", lambda: ("14.6", ("", "", ""), "arm64"))
+    monkeypatch.setattr(torch, "__version__", "2.15.0")
+    assert kmte.probe_mps().detail == ("unavailable: torch.backends.mps.is_available() is False: "
+                                       "macOS 14.6 is below torch 2.15.0's MPS floor, macOS 15.0")

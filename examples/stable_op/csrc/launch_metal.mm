@@ -1,6 +1,7 @@
-// The Metal launch (macOS on Apple silicon). Written for macOS and built only
-// there; nothing on Linux compiles it (no Metal), and the simulated runtime
-// runs the same sequence through tests/sim/consumers instead.
+// The Metal launch (macOS on Apple silicon). Built only there; on Linux
+// tools/check_objc.py compiles it against stand-in declarations of Metal,
+// and the simulated runtime runs the same sequence through
+// tests/sim/consumers/stable_op_launch.cpp.
 //
 // The sequence: onto the stream's serial queue (run_on_stream_queue, which
 // also wraps the block in an autorelease pool), torch's coalesced compute
@@ -13,6 +14,10 @@
 #include <cstdint>
 #include <mutex>
 
+// This file is the header's Metal half, whoever compiles it.
+#ifndef KESTREL_EXAMPLE_METAL
+#define KESTREL_EXAMPLE_METAL
+#endif
 #include "scale_add.h"
 
 namespace kestrel_example {
@@ -61,12 +66,16 @@ id<MTLComputePipelineState> pipeline(const kestrel_mps_ext_api& api, std::string
       why = api.last_error();
       return;
     }
-    id<MTLDevice> device = (__bridge id<MTLDevice>)raw;
-    NSError* err = nil;
-    id<MTLLibrary> library = [device newLibraryWithSource:@(kSource) options:nil error:&err];
-    id<MTLFunction> fn = [library newFunctionWithName:@"kestrel_scale_add_f32"];
-    state = fn ? [device newComputePipelineStateWithFunction:fn error:&err] : nil;
-    if (state == nil) why = err ? err.localizedDescription.UTF8String : "no kernel function";
+    // Called off the queue, on the caller's thread, which may have no pool:
+    // the string, library and error objects are autoreleased into this one.
+    @autoreleasepool {
+      id<MTLDevice> device = (__bridge id<MTLDevice>)raw;
+      NSError* err = nil;
+      id<MTLLibrary> library = [device newLibraryWithSource:@(kSource) options:nil error:&err];
+      id<MTLFunction> fn = [library newFunctionWithName:@"kestrel_scale_add_f32"];
+      state = fn ? [device newComputePipelineStateWithFunction:fn error:&err] : nil;
+      if (state == nil) why = err ? err.localizedDescription.UTF8String : "no kernel function";
+    }
   });
   if (state == nil) error = "cannot build the Metal kernel: " + why;
   return state;
@@ -96,6 +105,7 @@ void on_queue(void* raw) {  // on the stream's queue, in the bridge's pool
 }  // namespace
 
 std::string launch_metal(const kestrel_mps_ext_api& api, const Operands& ops) {
+  if (ops.out.numel == 0) return "";  // Metal rejects an empty grid; nothing to do
   if (ops.out.numel > INT64_C(0xFFFFFFFF)) return "more than 2^32 elements in one launch";
   Launch l{&api, nil, kernel_params(ops), &ops, {}};
   l.pipeline = pipeline(api, l.error);

@@ -1,11 +1,13 @@
 /*
- * A kernel library's launch of an elementwise add (out = a + b, float32, any
- * strides) over the simulated MPS runtime, through each front end, written
- * as the README's two C examples launch: resolve, stream view, onto the
- * stream's queue, torch's coalesced encoder (or an own encoder after ending
- * coalescing), bind buffer + byte offset, dispatch, commit. The Metal calls
- * are the model's encoder API (kestrel_sim_mps.h). It finds the bridge with
- * dlsym only, as a real consumer does.
+ * The stream suite's test consumer: a kernel library's launch of an
+ * elementwise add (out = a + b, float32, any strides) through each front
+ * end, written as the README's two C examples launch: resolve, stream view,
+ * onto the stream's queue, torch's coalesced encoder (or an own encoder
+ * after ending coalescing), bind buffer + byte offset, dispatch, commit. It
+ * finds the bridge with dlsym only, as a real consumer does. Its Metal
+ * calls go through test_metal.h: Metal itself on a Mac (metal_apple.mm),
+ * the simulated runtime's model on Linux (tests/sim/consumers/metal_sim.c),
+ * so that one launch sequence runs under both.
  *
  * The WRONG_* flags make it a deliberately wrong consumer, one mistake each,
  * so that the tests can show the simulation catches every one.
@@ -22,8 +24,11 @@
 #include <dispatch/dispatch.h>
 
 #include "kestrel_mps_api.h"
-#include "kestrel_sim_mps.h"
-#include "kestrel_sim_objc.h"
+#include "test_metal.h"
+
+/* libobjc's autorelease pool (macOS; the stand-in on Linux). */
+void* objc_autoreleasePoolPush(void);
+void objc_autoreleasePoolPop(void* pool);
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -36,57 +41,23 @@ enum {
   WRONG_NO_POOL = 32              /* published path: no autorelease pool in the block */
 };
 
-#define MAX_DIMS 8
-typedef struct add_params {
-  int64_t ndim;
-  int64_t numel;
-  int64_t sizes[MAX_DIMS];
-  int64_t strides[3][MAX_DIMS]; /* a, b, out; in elements */
-} add_params;
-
-/* The "Metal kernel": one call runs every thread. */
-static void add_kernel(const kestrel_sim_kernel_args* args) {
-  const add_params* p = (const add_params*)args->bytes[3];
-  const float* a = (const float*)args->buffers[0];
-  const float* b = (const float*)args->buffers[1];
-  float* out = (float*)args->buffers[2];
-  int64_t i;
-  for (i = 0; i < p->numel; ++i) {
-    int64_t rest = i, off[3] = {0, 0, 0};
-    int64_t d;
-    int k;
-    for (d = p->ndim - 1; d >= 0; --d) {
-      const int64_t idx = rest % p->sizes[d];
-      rest /= p->sizes[d];
-      for (k = 0; k < 3; ++k) off[k] += idx * p->strides[k][d];
-    }
-    out[off[2]] = a[off[0]] + b[off[1]];
-  }
-}
-
-static int registered = 0;
-static void register_once(void) {
-  if (!registered) registered = kestrel_sim_register_kernel("add_f32", add_kernel) == 0;
-}
+#define MAX_DIMS TM_MAX_DIMS
 
 /* What one launch binds: buffer + byte offset per operand, and the params. */
 typedef struct operands {
   void* buffer[3];
   uint64_t offset[3];
-  add_params params;
+  tm_add_params params;
 } operands;
 
 static void* stale_buffer = NULL; /* WRONG_STALE_BUFFER keeps the first one */
 
+static void* pipeline; /* the add kernel's, made on the first launch's device */
+
 /* Encodes the add on `enc`, as a kernel library binds its arguments. */
 static void encode(void* enc, const operands* ops, int flags) {
-  uint32_t k;
-  for (k = 0; k < 3; ++k) {
-    kestrel_sim_encoder_set_buffer(enc, ops->buffer[k],
-                                   (flags & WRONG_OFFSET_ZERO) ? 0 : ops->offset[k], k);
-  }
-  kestrel_sim_encoder_set_bytes(enc, &ops->params, sizeof ops->params, 3);
-  kestrel_sim_encoder_dispatch(enc, "add_f32", (uint64_t)ops->params.numel);
+  static const uint64_t zero[3] = {0, 0, 0};
+  tm_encode_add(enc, pipeline, ops->buffer, (flags & WRONG_OFFSET_ZERO) ? zero : ops->offset, &ops->params);
 }
 
 /* An own encoder on `cb`: encode, end (unless told not to). */
@@ -96,14 +67,23 @@ static void encode_own(void* cb, const operands* ops, int flags) {
     if (stale_buffer == NULL) stale_buffer = cb;
     cb = stale_buffer;
   }
-  enc = kestrel_sim_command_buffer_new_encoder(cb);
+  enc = tm_new_encoder(cb);
   if (enc == NULL) return;
   encode(enc, ops, flags);
-  if ((flags & WRONG_ENCODER_LEFT_OPEN) == 0) kestrel_sim_encoder_end(enc);
+  if ((flags & WRONG_ENCODER_LEFT_OPEN) == 0) tm_end_encoding(enc);
 }
 
 static void set_error(char* err, size_t size, const char* what, const char* why) {
   snprintf(err, size, "%s: %s", what, why != NULL ? why : "(no message)");
+}
+
+static int ensure_pipeline(void* device, char* err, size_t size) {
+  const char* why = NULL;
+  if (pipeline == NULL && (pipeline = tm_add_pipeline(device, &why)) == NULL) {
+    set_error(err, size, "pipeline", why);
+    return -1;
+  }
+  return 0;
 }
 
 /* ---- the extension front end (README: "The extension") ---------------- */
@@ -183,6 +163,14 @@ static int ext_operands(void* a, void* b, void* out, operands* ops, char* err, s
 
 static int ext_launch_ops(const operands* ops, int flags, int32_t sync_kind, char* err, size_t size) {
   ext_launch l;
+  void* device = NULL;
+  if (pipeline == NULL) {
+    if (ext->device(&device) != KESTREL_MPS_OK) {
+      set_error(err, size, "device", ext->last_error());
+      return -1;
+    }
+    if (ensure_pipeline(device, err, size) != 0) return -1;
+  }
   l.ops = *ops;
   l.flags = flags;
   l.error = NULL;
@@ -203,11 +191,10 @@ static int ext_launch_ops(const operands* ops, int flags, int32_t sync_kind, cha
 
 /* out = a + b through the extension (GIL held: call through ctypes.PyDLL).
  * sync_kind: 0 (no synchronize) or a KESTREL_MPS_SYNC_* value. */
-EXPORT int sim_ext_add(void* a, void* b, void* out, int flags, int32_t sync_kind, char* err,
+EXPORT int launch_ext_add(void* a, void* b, void* out, int flags, int32_t sync_kind, char* err,
                        size_t size) {
   operands ops;
-  register_once();
-  if (ext_operands(a, b, out, &ops, err, size) != 0) return -1;
+    if (ext_operands(a, b, out, &ops, err, size) != 0) return -1;
   return ext_launch_ops(&ops, flags, sync_kind, err, size);
 }
 
@@ -295,6 +282,7 @@ static int v1_launch_ops(const operands* ops, int flags, int commit, char* err, 
     set_error(err, size, "current_stream_view", e);
     return -1;
   }
+  if (ensure_pipeline(sv.device, err, size) != 0) return -1;
   l.ops = *ops;
   l.stream = sv.stream;
   l.flags = flags;
@@ -310,11 +298,10 @@ static int v1_launch_ops(const operands* ops, int flags, int commit, char* err, 
 
 /* out = a + b through the published ABI (GIL held: ctypes.PyDLL); commit:
  * commit_stream at the end of the block. */
-EXPORT int sim_v1_add(void* a, void* b, void* out, int flags, int commit, char* err,
+EXPORT int launch_v1_add(void* a, void* b, void* out, int flags, int commit, char* err,
                       size_t size) {
   operands ops;
-  register_once();
-  if (v1_operands(a, b, out, &ops, err, size) != 0) return -1;
+    if (v1_operands(a, b, out, &ops, err, size) != 0) return -1;
   return v1_launch_ops(&ops, flags, commit, err, size);
 }
 
@@ -325,9 +312,8 @@ static operands prepared[MAX_SLOTS];
 
 /* Resolves slot's operands once (GIL held), through the front end that
  * thread `slot` will not use for launching half the time. */
-EXPORT int sim_prepare(int slot, void* a, void* b, void* out, char* err, size_t size) {
-  register_once();
-  if (slot < 0 || slot >= MAX_SLOTS) return -1;
+EXPORT int launch_prepare(int slot, void* a, void* b, void* out, char* err, size_t size) {
+    if (slot < 0 || slot >= MAX_SLOTS) return -1;
   if (v1_find(err, size) != 0) return -1;
   return ext_operands(a, b, out, &prepared[slot], err, size);
 }
@@ -360,7 +346,7 @@ static void* work(void* raw) {
 /* `threads` C threads (no Python thread state), slot t each, `launches`
  * launches each. Call without the GIL (ctypes.CDLL). Returns the number of
  * failed launches; err holds the last message. */
-EXPORT int sim_run_threads(int threads, int launches, char* err, size_t size) {
+EXPORT int launch_run_threads(int threads, int launches, char* err, size_t size) {
   pthread_t ids[MAX_SLOTS];
   worker workers[MAX_SLOTS];
   int t, failures = 0;
@@ -380,7 +366,89 @@ EXPORT int sim_run_threads(int threads, int launches, char* err, size_t size) {
   return failures;
 }
 
+/* ---- command-buffer cycles (the memory test) ---------------------------- */
+
+typedef struct cycle {
+  long n;
+  int32_t sync; /* extension: the KESTREL_MPS_SYNC_* after each fetch */
+  int leak;     /* keep every fetched buffer alive (tm_leak) */
+  void* stream; /* published: the stream view's stream */
+  const char* error;
+} cycle;
+
+static void ext_cycle(void* raw) { /* in run_on_stream_queue */
+  cycle* c = (cycle*)raw;
+  long i;
+  void* cb = NULL;
+  for (i = 0; i < c->n && c->error == NULL; ++i) {
+    if (ext->command_buffer(&cb) != KESTREL_MPS_OK || ext->synchronize(c->sync) != KESTREL_MPS_OK) {
+      c->error = ext->last_error();
+    } else if (c->leak) {
+      tm_leak(cb);
+    }
+  }
+}
+
+/* The published entries neither dispatch nor check the queue: the consumer
+ * runs them in a block on sv.queue, in a pool of its own. */
+static void v1_cycle(void* raw) {
+  cycle* c = (cycle*)raw;
+  void* pool = objc_autoreleasePoolPush();
+  long i;
+  void* cb = NULL;
+  for (i = 0; i < c->n && c->error == NULL; ++i) {
+    if ((c->error = v1->command_buffer(c->stream, &cb)) == NULL) {
+      if (c->leak) tm_leak(cb);
+      c->error = v1->commit_stream(c->stream);
+    }
+  }
+  objc_autoreleasePoolPop(pool);
+}
+
+/* n command-buffer fetches, each followed by a commit, inside one block on
+ * the stream's queue: through the extension (front_end 1: run_on_stream_queue,
+ * committing with `sync`) or the published entries (front_end 0: a
+ * dispatch_sync_f onto sv.queue, committing with commit_stream, torch's
+ * COMMIT). While commit-and-continue is on, a COMMIT keeps the same buffer
+ * object; COMMIT_AND_WAIT ends it, so each fetch creates a new, autoreleased
+ * one. leak: keep each fetched buffer. 0, or -1 with err. */
+EXPORT int launch_cycle_command_buffers(long n, int front_end, int32_t sync, int leak, char* err,
+                                        size_t size) {
+  cycle c;
+  KestrelMPSStreamView sv;
+  const char* e;
+  memset(&c, 0, sizeof c);
+  c.n = n;
+  c.sync = sync;
+  c.leak = leak;
+  if (v1_find(err, size) != 0 || (ext == NULL && (ext = kestrel_mps_find_api(&e)) == NULL)) {
+    if (ext == NULL) set_error(err, size, "find_api", e);
+    return -1;
+  }
+  if (front_end == 1) {
+    if (ext->run_on_stream_queue(ext_cycle, &c) != KESTREL_MPS_OK) c.error = ext->last_error();
+  } else if ((c.error = v1->current_stream_view(&sv)) == NULL) {
+    c.stream = sv.stream;
+    dispatch_sync_f((dispatch_queue_t)sv.queue, &c, v1_cycle);
+  }
+  if (c.error != NULL) {
+    set_error(err, size, "cycle", c.error);
+    return -1;
+  }
+  return 0;
+}
+
+/* test_metal.h's tm_kind, for the tests: what a handle is. */
+EXPORT int launch_kind(void* object) { return tm_kind(object); }
+
+/* A C callback for run_on_stream_queue (Python callables are refused there):
+ * counts its calls in *counter. */
+EXPORT void launch_count_call(void* counter) { ++*(int*)counter; }
+
 /* ---- the benchmark (bench/sim_launch.py) ------------------------------- */
+/* Over the simulation only: its baseline calls the model directly. */
+#if defined(KESTREL_SIMULATED_MPS)
+#include "kestrel_sim_mps.h"
 
 typedef struct direct_launch {
   void* stream;
@@ -410,14 +478,16 @@ static double now_ns(void) {
  *   3 the model directly, operands resolved once: dispatch_sync_f onto the
  *     stream's queue + pool, stream->commandEncoder()
  * Returns a negative number on a failed launch (err says why). */
-EXPORT double sim_bench(int mode, void* a, void* b, void* out, int iterations, char* err,
-                        size_t size) {
+EXPORT double launch_bench(int mode, void* a, void* b, void* out, int iterations, char* err,
+                            size_t size) {
   operands ops;
   void* stream = kestrel_sim_mps_default_stream();
   double start;
   int i, rc = 0;
-  register_once();
-  if (v1_find(err, size) != 0 || ext_operands(a, b, out, &ops, err, size) != 0) return -1;
+  if (v1_find(err, size) != 0 || ext_operands(a, b, out, &ops, err, size) != 0 ||
+      ensure_pipeline(kestrel_sim_mps_device(), err, size) != 0) {
+    return -1;
+  }
   start = now_ns();
   for (i = 0; i < iterations && rc == 0; ++i) {
     if (mode == 0) {
@@ -438,3 +508,4 @@ EXPORT double sim_bench(int mode, void* a, void* b, void* out, int iterations, c
   }
   return rc == 0 ? (now_ns() - start) / iterations : -1.0;
 }
+#endif /* KESTREL_SIMULATED_MPS */

@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+# Every test here drives the model (its "torch" thread, latency, creation delay).
+pytestmark = pytest.mark.model
+
 THREADS_BODY = """
 import json, threading
 C_THREADS, PY_THREADS, LAUNCHES = {c_threads}, {py_threads}, {launches}
 stream = rt.default_stream
-rt.set_option(sim.GPU_LATENCY_US, 50)
+rt.set_option(harness.GPU_LATENCY_US, 50)
 
 def operands(k):
     # Views with non-zero byte offsets and strides, a different shape per thread.
@@ -19,19 +24,19 @@ def operands(k):
     return base[1:, 2:, 1], torch.full((3, k + 6), float(k)), torch.zeros(3, k + 6)
 
 tensors = [operands(k) for k in range(C_THREADS + PY_THREADS)]
-err = sim.ctypes.create_string_buffer(256)
+err = harness.ctypes.create_string_buffer(256)
 for slot in range(C_THREADS):
-    assert rt.consumer.sim_prepare(slot, *tensors[slot], err, len(err)) == 0, err.value
+    assert rt.consumer.launch_prepare(slot, *tensors[slot], err, len(err)) == 0, err.value
 
 failures, errors = [0], []
 def c_threads():
-    failures[0] += rt.consumer_nogil.sim_run_threads(C_THREADS, LAUNCHES, err, len(err))
+    failures[0] += rt.consumer_nogil.launch_run_threads(C_THREADS, LAUNCHES, err, len(err))
 
 def py_thread(k):
     a, b, out = tensors[C_THREADS + k]
     try:
         for i in range(LAUNCHES):
-            flags = sim.OWN_ENCODER if (i // 2) % 2 else 0
+            flags = harness.OWN_ENCODER if (i // 2) % 2 else 0
             if i % 2 == 0:
                 rt.ext_add(a, b, out, flags=flags, sync=1 if i % 16 == 0 else 0)
             else:
@@ -92,7 +97,7 @@ def test_first_use_from_many_threads_creates_one_default_stream(child) -> None:
     # creation widens the window so that the race is real.
     proc = child(f"""
         import threading
-        rt.set_option(sim.CREATION_DELAY_US, 20000)
+        rt.set_option(harness.CREATION_DELAY_US, 20000)
         start = threading.Barrier({threads})
         def first_call():
             start.wait()
@@ -111,7 +116,7 @@ def test_the_first_use_race_is_real_without_the_bridge(child) -> None:
     # one is created, so the test above is not vacuous.
     proc = child("""
         import threading
-        rt.set_option(sim.CREATION_DELAY_US, 20000)
+        rt.set_option(harness.CREATION_DELAY_US, 20000)
         start = threading.Barrier(8)
         def first_call():
             start.wait()

@@ -7,13 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-import sim
+import harness
 from kestrel_mps_torch_ext import _abi
 
+# Every test here drives the model (injected faults and options).
+pytestmark = pytest.mark.model
+
 FAULTS = {
-    "c10::Error": (sim.FAULT_C10, sim.STATUS["TORCH"], "torch error: "),
-    "std::exception": (sim.FAULT_STD, sim.STATUS["INTERNAL"], "unexpected C++ exception: "),
-    "NULL": (sim.FAULT_NULL, sim.STATUS["TORCH"], "returned NULL"),
+    "c10::Error": (harness.FAULT_C10, harness.STATUS["TORCH"], "torch error: "),
+    "std::exception": (harness.FAULT_STD, harness.STATUS["INTERNAL"], "unexpected C++ exception: "),
+    "NULL": (harness.FAULT_NULL, harness.STATUS["TORCH"], "returned NULL"),
 }
 
 # member -> (how the extension reaches it, on the queue or not)
@@ -27,11 +30,11 @@ EXTENSION_PATHS = {
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("member", EXTENSION_PATHS)
-def test_extension_handle_entries_report_member_faults(rt: sim.Runtime, member: str, fault: str) -> None:
+def test_extension_handle_entries_report_member_faults(rt: harness.Runtime, member: str, fault: str) -> None:
     kind, status, text = FAULTS[fault]
     entry, on_queue = EXTENSION_PATHS[member]
     rt.ext_handle("current_stream")  # first use done before the fault
-    rt.model.kestrel_sim_mps_inject(sim.MEMBERS[member], kind, 1)
+    rt.model.kestrel_sim_mps_inject(harness.MEMBERS[member], kind, 1)
     got: list[tuple[int, int, str]] = []
 
     def call() -> None:
@@ -50,9 +53,9 @@ def test_extension_handle_entries_report_member_faults(rt: sim.Runtime, member: 
 
 @pytest.mark.parametrize("fault", ["c10::Error", "std::exception"])
 @pytest.mark.parametrize("member", ["end_kernel_coalescing", "synchronize"])
-def test_extension_void_entries_report_member_faults(rt: sim.Runtime, member: str, fault: str) -> None:
+def test_extension_void_entries_report_member_faults(rt: harness.Runtime, member: str, fault: str) -> None:
     kind, status, text = FAULTS[fault]
-    rt.model.kestrel_sim_mps_inject(sim.MEMBERS[member], kind, 2)
+    rt.model.kestrel_sim_mps_inject(harness.MEMBERS[member], kind, 2)
     results: list[tuple[int, str]] = []
 
     def call() -> None:
@@ -75,16 +78,16 @@ def test_extension_void_entries_report_member_faults(rt: sim.Runtime, member: st
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("member", ["command_buffer", "command_encoder", "device"])
-def test_published_entries_report_member_faults(rt: sim.Runtime, member: str, fault: str) -> None:
+def test_published_entries_report_member_faults(rt: harness.Runtime, member: str, fault: str) -> None:
     kind, _, text = FAULTS[fault]
     view = rt.stream_view()
-    rt.model.kestrel_sim_mps_inject(sim.MEMBERS[member], kind, 1)
+    rt.model.kestrel_sim_mps_inject(harness.MEMBERS[member], kind, 1)
     got: list[tuple[str | None, int]] = []
 
     def call() -> None:
         if member == "device":
-            v = sim.StreamView(1, 1, 1)
-            got.append((sim.message(rt.bridge.KestrelMPSGetCurrentStreamView(v)), v.stream or 0))
+            v = harness.StreamView(1, 1, 1)
+            got.append((harness.message(rt.bridge.KestrelMPSGetCurrentStreamView(v)), v.stream or 0))
         else:
             entry = {"command_buffer": "KestrelMPSCommandBuffer", "command_encoder": "KestrelMPSCommandEncoder"}[member]
             got.append(rt.v1(entry, view.stream))
@@ -97,23 +100,23 @@ def test_published_entries_report_member_faults(rt: sim.Runtime, member: str, fa
 
 @pytest.mark.parametrize("fault", ["c10::Error", "std::exception"])
 @pytest.mark.parametrize("entry", ["KestrelMPSEndKernelCoalescing", "KestrelMPSCommitStream"])
-def test_published_void_entries_report_member_faults(rt: sim.Runtime, entry: str, fault: str) -> None:
+def test_published_void_entries_report_member_faults(rt: harness.Runtime, entry: str, fault: str) -> None:
     kind, _, text = FAULTS[fault]
     member = "end_kernel_coalescing" if entry == "KestrelMPSEndKernelCoalescing" else "synchronize"
     view = rt.stream_view()
-    rt.model.kestrel_sim_mps_inject(sim.MEMBERS[member], kind, 1)
+    rt.model.kestrel_sim_mps_inject(harness.MEMBERS[member], kind, 1)
     got: list[str | None] = []
     rt.in_block(view.queue, lambda: got.append(rt.v1(entry, view.stream)[0]))
     assert got[0] is not None and text in got[0], got
 
 
-def test_a_gpu_error_fails_the_wait(rt: sim.Runtime) -> None:
+def test_a_gpu_error_fails_the_wait(rt: harness.Runtime) -> None:
     a, b, out = torch.arange(4.0), torch.ones(4), torch.zeros(4)
     rt.model.kestrel_sim_mps_inject_gpu_error()
     rt.ext_add(a, b, out)
     status = int(rt.bridge.api.synchronize(_abi.SYNC_COMMIT_AND_WAIT))
     if torch.__version__ >= "2.10":  # torch checks the last GPU error from 2.10 on
-        assert status == sim.STATUS["TORCH"]
+        assert status == harness.STATUS["TORCH"]
         assert "synchronize: torch error: Command buffer execution failed" in rt.bridge.last_error()
     else:
         assert status == _abi.OK
@@ -121,8 +124,8 @@ def test_a_gpu_error_fails_the_wait(rt: sim.Runtime) -> None:
     assert int(rt.bridge.api.synchronize(_abi.SYNC_COMMIT_AND_WAIT)) == _abi.OK  # reported once
 
 
-def test_encoder_off_the_queue_is_a_torch_error_under_pytorch_198039(rt: sim.Runtime) -> None:
-    rt.set_option(sim.ENCODER_NEEDS_QUEUE, 1)
+def test_encoder_off_the_queue_is_a_torch_error_under_pytorch_198039(rt: harness.Runtime) -> None:
+    rt.set_option(harness.ENCODER_NEEDS_QUEUE, 1)
     view = rt.stream_view()
     err, handle = rt.v1("KestrelMPSCommandEncoder", view.stream)
     assert handle == 0 and err is not None
@@ -130,12 +133,12 @@ def test_encoder_off_the_queue_is_a_torch_error_under_pytorch_198039(rt: sim.Run
 
 
 @pytest.mark.parametrize("member,fault", [
-    ("constructor", sim.FAULT_C10), ("default_stream", sim.FAULT_C10), ("default_stream", sim.FAULT_NULL),
-    ("is_available", sim.FAULT_STD),
+    ("constructor", harness.FAULT_C10), ("default_stream", harness.FAULT_C10), ("default_stream", harness.FAULT_NULL),
+    ("is_available", harness.FAULT_STD),
 ])
 def test_first_use_faults_are_reported_and_retried(child, member: str, fault: int) -> None:
     proc = child(f"""
-        rt.model.kestrel_sim_mps_inject(sim.MEMBERS[{member!r}], {fault}, 1)
+        rt.model.kestrel_sim_mps_inject(harness.MEMBERS[{member!r}], {fault}, 1)
         status, handle = rt.ext_handle("current_stream")
         message = rt.bridge.last_error()
         assert status != 0 and handle == 0, (status, message)
@@ -151,11 +154,11 @@ def test_first_use_faults_are_reported_and_retried(child, member: str, fault: in
 
 def test_no_usable_device_is_mps_unavailable(child) -> None:
     proc = child("""
-        rt.set_option(sim.AVAILABLE, 0)
+        rt.set_option(harness.AVAILABLE, 0)
         status, _ = rt.ext_handle("current_stream")
-        assert status == sim.STATUS["MPS_UNAVAILABLE"], status
+        assert status == harness.STATUS["MPS_UNAVAILABLE"], status
         assert "no usable Metal device" in rt.bridge.last_error()
-        err = sim.message(rt.bridge.KestrelMPSGetCurrentStreamView(sim.StreamView()))
+        err = harness.message(rt.bridge.KestrelMPSGetCurrentStreamView(harness.StreamView()))
         assert err is not None and "no usable Metal device" in err, err
     """)
     assert proc.returncode == 0, proc.stderr + proc.stdout

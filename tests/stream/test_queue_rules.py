@@ -1,17 +1,18 @@
-"""The queue rules through the real backend, over the libdispatch stand-in:
-REENTRANT where a dispatch_sync would trap, WRONG_QUEUE off the queue,
-synchronize moved onto the queue, and what the bridge cannot detect trapping
-exactly as libdispatch does."""
+"""The queue rules through the real backend (over the libdispatch stand-in,
+or libdispatch itself): REENTRANT where a dispatch_sync would trap,
+WRONG_QUEUE off the queue (the out handle cleared), synchronize moved onto
+the queue, and what the bridge cannot detect trapping exactly as libdispatch
+does."""
 
 from __future__ import annotations
 
 import pytest
 
-import sim
+import harness
 from kestrel_mps_torch_ext import _abi
 
 
-def test_run_on_stream_queue_from_its_callback_is_reentrant(rt: sim.Runtime) -> None:
+def test_run_on_stream_queue_from_its_callback_is_reentrant(rt: harness.Runtime) -> None:
     inner: list[tuple[int, str]] = []
 
     def callback() -> None:
@@ -19,51 +20,53 @@ def test_run_on_stream_queue_from_its_callback_is_reentrant(rt: sim.Runtime) -> 
 
     assert rt.on_stream_queue(callback) == _abi.OK
     status, message = inner[0]
-    assert status == sim.STATUS["REENTRANT"]
+    assert status == harness.STATUS["REENTRANT"]
     assert "already runs on the stream's serial queue" in message
 
 
-def test_run_on_stream_queue_from_a_plain_block_on_the_queue_is_reentrant(rt: sim.Runtime) -> None:
+def test_run_on_stream_queue_from_a_plain_block_on_the_queue_is_reentrant(rt: harness.Runtime) -> None:
     rt.ext_handle("current_stream")  # any entry tags the queue
     view = rt.stream_view()
     inner: list[int] = []
     rt.in_block(view.queue, lambda: inner.append(rt.on_stream_queue(lambda: None)))
-    assert inner == [sim.STATUS["REENTRANT"]]  # not a trap
+    assert inner == [harness.STATUS["REENTRANT"]]  # not a trap
 
 
 @pytest.mark.parametrize("entry", ["command_buffer", "command_encoder"])
-def test_queue_only_entries_refuse_off_the_queue(rt: sim.Runtime, entry: str) -> None:
+def test_queue_only_entries_refuse_off_the_queue(rt: harness.Runtime, entry: str) -> None:
     status, handle = rt.ext_handle(entry)
-    assert status == sim.STATUS["WRONG_QUEUE"] and handle == 0
+    assert status == harness.STATUS["WRONG_QUEUE"] and handle == 0
     assert f"{entry}: called off the stream's serial queue" in rt.bridge.last_error()
-    assert int(rt.bridge.api.end_kernel_coalescing()) == sim.STATUS["WRONG_QUEUE"]
+    assert int(rt.bridge.api.end_kernel_coalescing()) == harness.STATUS["WRONG_QUEUE"]
 
 
-def test_queue_only_entries_work_from_a_plain_block(rt: sim.Runtime) -> None:
+def test_queue_only_entries_work_from_a_plain_block(rt: harness.Runtime) -> None:
     rt.ext_handle("current_stream")
     view = rt.stream_view()
     seen: list[tuple[int, int]] = []
     rt.in_block(view.queue, lambda: seen.append(rt.ext_handle("command_buffer")))
-    assert seen[0][0] == _abi.OK and rt.model.kestrel_sim_is_command_buffer(seen[0][1])
+    assert seen[0][0] == _abi.OK and rt.kind(seen[0][1]) == "command_buffer"
 
 
-def test_synchronize_from_off_the_queue_runs_on_it(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_synchronize_runs_on_the_queue_from_off_it_and_from_on_it(rt: harness.Runtime) -> None:
     stream = rt.default_stream
     assert int(rt.bridge.api.synchronize(_abi.SYNC_COMMIT_AND_WAIT)) == _abi.OK
     assert rt.stat(stream, "sync_on_queue") == 1
+    assert rt.on_stream_queue(lambda: rt.bridge.api.synchronize(_abi.SYNC_COMMIT)) == _abi.OK
+    assert rt.stat(stream, "sync_on_queue") == 2
     assert rt.stat(stream, "sync_off_queue") == 0
 
 
-def test_synchronize_on_the_queue_runs_in_place(rt: sim.Runtime) -> None:
-    stream = rt.default_stream
+def test_synchronize_on_the_queue_runs_in_place(rt: harness.Runtime) -> None:
     statuses: list[int] = []
     assert rt.on_stream_queue(lambda: statuses.append(int(rt.bridge.api.synchronize(_abi.SYNC_COMMIT)))) == _abi.OK
     assert statuses == [_abi.OK]  # a second dispatch_sync would have trapped
-    assert rt.stat(stream, "sync_on_queue") == 1
 
 
+@pytest.mark.model
 @pytest.mark.breaches
-def test_published_entries_off_the_queue_are_trusted_and_the_model_sees_it(rt: sim.Runtime) -> None:
+def test_published_entries_off_the_queue_are_trusted_and_the_model_sees_it(rt: harness.Runtime) -> None:
     # The published ABI does not check the queue (0.1.x did not): the model's
     # detector is what shows such a caller races torch.
     view = rt.stream_view()
@@ -72,13 +75,14 @@ def test_published_entries_off_the_queue_are_trusted_and_the_model_sees_it(rt: s
     assert rt.detections("off_queue") >= 1
 
 
+@pytest.mark.model
 @pytest.mark.breaches
-def test_two_threads_in_one_stream_are_caught(rt: sim.Runtime) -> None:
+def test_two_threads_in_one_stream_are_caught(rt: harness.Runtime) -> None:
     import threading
 
     view = rt.stream_view()
     stop = threading.Event()
-    rt.set_option(sim.MEMBER_DELAY_US, 200)  # a window two threads cannot miss, even on a loaded machine
+    rt.set_option(harness.MEMBER_DELAY_US, 200)  # a window two threads cannot miss, even on a loaded machine
 
     def hammer() -> None:
         while not stop.is_set():
@@ -97,16 +101,17 @@ def test_two_threads_in_one_stream_are_caught(rt: sim.Runtime) -> None:
     assert rt.detections("concurrent") >= 1
 
 
-def test_the_extension_never_touches_the_stream_off_its_queue(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_the_extension_never_touches_the_stream_off_its_queue(rt: harness.Runtime) -> None:
     # With every command-buffer and encoder member asserting its queue (the
     # 2.15 hooks' rule applied to all of them), a whole extension launch,
     # synchronize from off the queue included, must not trap.
     import torch
 
-    rt.set_option(sim.ASSERT_QUEUE, 1)
+    rt.set_option(harness.ASSERT_QUEUE, 1)
     a, b, out = torch.arange(6.0), torch.ones(6), torch.zeros(6)
     rt.ext_add(a, b, out, flags=0, sync=_abi.SYNC_COMMIT)
-    rt.ext_add(a, b, out, flags=sim.OWN_ENCODER, sync=_abi.SYNC_COMMIT_AND_WAIT)
+    rt.ext_add(a, b, out, flags=harness.OWN_ENCODER, sync=_abi.SYNC_COMMIT_AND_WAIT)
     assert torch.equal(out, a + b)
 
 
@@ -122,7 +127,7 @@ def test_bridge_call_from_a_sync_onto_another_queue_traps_as_libdispatch_does(ch
         rt.in_block(view.queue, lambda: rt.in_block(other, lambda: rt.bridge.api.synchronize(1)))
     """)
     assert proc.returncode < 0 and -proc.returncode in (4, 5), (proc.returncode, proc.stderr)  # SIGILL/SIGTRAP
-    assert sim.crashed_saying(proc.stderr, "dispatch_sync called on queue already owned by current thread")
+    assert harness.crashed_saying(proc.stderr, "dispatch_sync called on queue already owned by current thread")
     assert "survived" not in proc.stdout
 
 
@@ -137,11 +142,12 @@ def test_the_same_call_directly_on_the_queue_does_not_trap(child) -> None:
     assert "survived" in proc.stdout
 
 
+@pytest.mark.model
 def test_published_entry_off_the_queue_traps_under_the_2_15_rule(child) -> None:
     proc = child("""
-        rt.set_option(sim.ASSERT_QUEUE, 1)
+        rt.set_option(harness.ASSERT_QUEUE, 1)
         view = rt.stream_view()
         rt.v1("KestrelMPSCommandBuffer", view.stream)
     """)
     assert proc.returncode < 0, proc.stderr
-    assert sim.crashed_saying(proc.stderr, "Block was expected to execute on queue")
+    assert harness.crashed_saying(proc.stderr, "Block was expected to execute on queue")

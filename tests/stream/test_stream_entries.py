@@ -1,36 +1,38 @@
 """Every stream entry of both front ends on its success path, through the
-real Metal backend over the model: the right object, the right effect."""
+real Metal backend: the right object (asked of Metal, or of the model), the
+right effect (the model's counters, for the tests marked `model`)."""
 
 from __future__ import annotations
 
 import pytest
 
-import sim
+import harness
 from kestrel_mps_torch_ext import _abi
 
 
-def test_published_stream_view_is_the_streams_serial_queue_and_device(rt: sim.Runtime) -> None:
+def test_published_stream_view_and_extension_handles_agree(rt: harness.Runtime) -> None:
+    view = rt.stream_view()
+    assert rt.ext_handle("current_stream") == (_abi.OK, view.stream)
+    assert rt.ext_handle("dispatch_queue") == (_abi.OK, view.queue)
+    assert rt.ext_handle("device") == (_abi.OK, view.device)
+    assert rt.kind(view.device) == "device"
+    status, queue = rt.ext_handle("command_queue")
+    assert status == _abi.OK and rt.kind(queue) == "command_queue"
+    assert view.queue not in (queue, 0)  # the serial dispatch queue, not Metal's command queue
+
+
+@pytest.mark.model
+def test_stream_view_is_the_models_stream(rt: harness.Runtime) -> None:
     view = rt.stream_view()
     stream = rt.default_stream
     assert view.stream == stream
     assert view.queue == rt.model.kestrel_sim_mps_stream_queue(stream)
-    assert view.queue != rt.model.kestrel_sim_mps_stream_command_queue(stream)
+    assert rt.ext_handle("command_queue")[1] == rt.model.kestrel_sim_mps_stream_command_queue(stream)
     assert view.device == rt.model.kestrel_sim_mps_device()
-    assert rt.model.kestrel_sim_is_device(view.device)
 
 
-def test_extension_handles_off_the_queue(rt: sim.Runtime) -> None:
-    stream = rt.default_stream
-    assert rt.ext_handle("current_stream") == (_abi.OK, stream)
-    assert rt.ext_handle("dispatch_queue") == (_abi.OK, rt.model.kestrel_sim_mps_stream_queue(stream))
-    status, queue = rt.ext_handle("command_queue")
-    assert status == _abi.OK and queue == rt.model.kestrel_sim_mps_stream_command_queue(stream)
-    assert rt.model.kestrel_sim_is_command_queue(queue)
-    status, device = rt.ext_handle("device")
-    assert status == _abi.OK and device == rt.model.kestrel_sim_mps_device()
-
-
-def test_extension_encoder_is_torchs_coalesced_one_until_coalescing_ends(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_extension_encoder_is_torchs_coalesced_one_until_coalescing_ends(rt: harness.Runtime) -> None:
     seen: dict[str, object] = {}
 
     def on_queue() -> None:
@@ -51,7 +53,8 @@ def test_extension_encoder_is_torchs_coalesced_one_until_coalescing_ends(rt: sim
     assert rt.stat(rt.default_stream, "coalesced_ended") == 1
 
 
-def test_extension_command_buffer_ends_coalescing_first(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_extension_command_buffer_ends_coalescing_first(rt: harness.Runtime) -> None:
     seen: dict[str, int] = {}
 
     def on_queue() -> None:
@@ -68,7 +71,8 @@ def test_extension_command_buffer_ends_coalescing_first(rt: sim.Runtime) -> None
     assert rt.detections("already_encoding") == 0
 
 
-def test_published_command_buffer_does_not_end_coalescing(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_published_command_buffer_does_not_end_coalescing(rt: harness.Runtime) -> None:
     view = rt.stream_view()
     seen: dict[str, object] = {}
 
@@ -87,12 +91,13 @@ def test_published_command_buffer_does_not_end_coalescing(rt: sim.Runtime) -> No
     assert seen["end"] is None and seen["open_after"] == 0
 
 
-def test_published_commit_stream_commits_without_waiting(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_published_commit_stream_commits_without_waiting(rt: harness.Runtime) -> None:
     import torch
 
     a, b = torch.arange(8.0), torch.ones(8)
     out = torch.zeros(8)
-    rt.set_option(sim.GPU_LATENCY_US, 200_000)
+    rt.set_option(harness.GPU_LATENCY_US, 200_000)
     rt.v1_add(a, b, out, commit=True)  # commit_stream at the end of its block
     stream = rt.default_stream
     assert rt.stat(stream, "commits") == 1
@@ -103,11 +108,12 @@ def test_published_commit_stream_commits_without_waiting(rt: sim.Runtime) -> Non
     assert torch.equal(out, a + b)
 
 
-def test_extension_synchronize_commits_and_waits(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_extension_synchronize_commits_and_waits(rt: harness.Runtime) -> None:
     import torch
 
     a, b, out = torch.arange(8.0), torch.ones(8), torch.zeros(8)
-    rt.set_option(sim.GPU_LATENCY_US, 50_000)
+    rt.set_option(harness.GPU_LATENCY_US, 50_000)
     rt.ext_add(a, b, out, sync=_abi.SYNC_COMMIT_AND_WAIT)
     stream = rt.default_stream
     assert rt.stat(stream, "waits") == 1
@@ -116,7 +122,7 @@ def test_extension_synchronize_commits_and_waits(rt: sim.Runtime) -> None:
 
 
 @pytest.mark.parametrize("entry", ["KestrelMPSCommandBuffer", "KestrelMPSCommandEncoder"])
-def test_published_null_stream_is_refused_before_null_out(rt: sim.Runtime, entry: str) -> None:
+def test_published_null_stream_is_refused_before_null_out(rt: harness.Runtime, entry: str) -> None:
     err, _ = rt.v1(entry, None, want_out=False)
     assert err is not None and "stream is NULL" in err
     view = rt.stream_view()
@@ -124,12 +130,13 @@ def test_published_null_stream_is_refused_before_null_out(rt: sim.Runtime, entry
     assert err is not None and "out is NULL" in err
 
 
-def test_published_current_stream_view_null_out(rt: sim.Runtime) -> None:
-    err = sim.message(rt.bridge.KestrelMPSGetCurrentStreamView(None))
+def test_published_current_stream_view_null_out(rt: harness.Runtime) -> None:
+    err = harness.message(rt.bridge.KestrelMPSGetCurrentStreamView(None))
     assert err is not None and "out is NULL" in err
 
 
-def test_every_stream_entry_runs_in_one_pool_of_its_own(rt: sim.Runtime) -> None:
+@pytest.mark.model
+def test_every_stream_entry_runs_in_one_pool_of_its_own(rt: harness.Runtime) -> None:
     view = rt.stream_view()
     depth_seen: list[int] = []
 

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import torch
 
-import sim
+import harness
 from kestrel_mps_torch_ext import _abi
 
+# Every test here drives the model (the model's stream pool).
+pytestmark = pytest.mark.model
 
-def second_stream(rt: sim.Runtime) -> int:
-    rt.set_option(sim.STREAM_POOL, 1)
+
+def second_stream(rt: harness.Runtime) -> int:
+    rt.set_option(harness.STREAM_POOL, 1)
     rt.default_stream  # created first, as torch does
     return int(rt.model.kestrel_sim_mps_new_stream())
 
 
-def test_a_callback_works_on_the_stream_it_was_dispatched_for(rt: sim.Runtime) -> None:
+def test_a_callback_works_on_the_stream_it_was_dispatched_for(rt: harness.Runtime) -> None:
     s2 = second_stream(rt)
     assert rt.model.kestrel_sim_mps_set_current_stream(s2) == 0
     seen: dict[str, object] = {}
@@ -43,7 +48,7 @@ def test_a_callback_works_on_the_stream_it_was_dispatched_for(rt: sim.Runtime) -
         assert status == _abi.OK and rt.model.kestrel_sim_mps_stream_of(handle) == s2, name
 
 
-def test_published_stream_view_in_a_block_on_another_streams_queue_is_that_stream(rt: sim.Runtime) -> None:
+def test_published_stream_view_in_a_block_on_another_streams_queue_is_that_stream(rt: harness.Runtime) -> None:
     # Decided and documented (docs/simulated_mps.md, the header): inside a
     # block on a stream's queue the published current_stream_view returns
     # that queue's stream, the only one the block may touch; 0.1.x returned
@@ -52,7 +57,7 @@ def test_published_stream_view_in_a_block_on_another_streams_queue_is_that_strea
     rt.model.kestrel_sim_mps_set_current_stream(s2)
     assert rt.ext_handle("current_stream") == (_abi.OK, s2)  # the bridge has seen s2's queue
     rt.model.kestrel_sim_mps_set_current_stream(rt.default_stream)
-    views: list[sim.StreamView] = []
+    views: list[harness.StreamView] = []
     rt.in_block(rt.model.kestrel_sim_mps_stream_queue(s2), lambda: views.append(rt.stream_view()))
     rt.model.kestrel_sim_mps_set_current_stream(None)
     assert views[0].stream == s2
@@ -61,7 +66,7 @@ def test_published_stream_view_in_a_block_on_another_streams_queue_is_that_strea
     assert rt.stream_view().stream == rt.default_stream
 
 
-def test_threads_with_different_current_streams_launch_onto_their_own(rt: sim.Runtime) -> None:
+def test_threads_with_different_current_streams_launch_onto_their_own(rt: harness.Runtime) -> None:
     s2 = second_stream(rt)
     streams, launches, errors = [rt.default_stream, s2], 500, []
 
@@ -71,9 +76,9 @@ def test_threads_with_different_current_streams_launch_onto_their_own(rt: sim.Ru
         try:
             for i in range(launches):
                 if i % 2:
-                    rt.v1_add(a, b, out, flags=sim.OWN_ENCODER if i % 4 == 1 else 0)
+                    rt.v1_add(a, b, out, flags=harness.OWN_ENCODER if i % 4 == 1 else 0)
                 else:
-                    rt.ext_add(a, b, out, flags=sim.OWN_ENCODER if i % 4 == 2 else 0)
+                    rt.ext_add(a, b, out, flags=harness.OWN_ENCODER if i % 4 == 2 else 0)
             rt.wait()
             assert torch.equal(out, a + b)
         except Exception as e:  # noqa: BLE001 - reported below
