@@ -38,8 +38,8 @@
  * caller already runs on (KESTREL_MPS_ERROR_REENTRANT), where libdispatch
  * would trap.
  *
- * Two rules no bridge can check, because libdispatch hides the facts it
- * would need:
+ * Rules no bridge can check, because libdispatch or torch hides the facts
+ * it would need:
  *  - Once in a block on the stream's queue, call the bridge directly. From
  *    there a dispatch_sync onto a queue of your own hides the stream's queue
  *    (a queue's specifics are looked up through the running queue's target
@@ -51,6 +51,21 @@
  *    push an autorelease pool (objc_autoreleasePoolPush/Pop, or
  *    @autoreleasepool) around any Metal object you create there: the
  *    bridge's pools cover its own entries only.
+ *  - Call no torch op from a block on the stream's queue (a
+ *    run_on_stream_queue callback included). torch's ops, a copy, MPSGraph
+ *    execution, addCompletedHandler and, from torch 2.15,
+ *    torch.mps.synchronize() dispatch_sync onto that same queue: libdispatch
+ *    traps. Run torch's work before or after the block.
+ *  - torch 2.15's pool streams: torch::mps::get_command_buffer() and
+ *    torch::mps::commit() assert that the caller runs on the queue of its
+ *    thread's *current* stream. A block dispatched asynchronously onto a
+ *    pool stream's queue runs on a worker thread whose current stream is
+ *    the default one, and those calls crash there. Use this bridge's
+ *    entries, which work on the stream whose queue the block runs on.
+ *  - Metal's offset alignment: setBuffer:offset: needs an offset aligned to
+ *    the element type's size, which byte_offset always is; a float4/half4
+ *    load (16 bytes) or a constant-space binding needs more. Read the
+ *    descriptor's byte_offset_align before taking such a path.
  * Run no Python on the queue. torch holds the GIL while it waits for the
  * queue in some entry points, and Python code drops and retakes the GIL
  * between bytecodes: a Python callback on the queue can deadlock against
@@ -374,6 +389,9 @@ enum {
 /* The table has resolve_aten_tensor and resolve_aten_tensors (added in
  * 0.3.0): torch's AtenTensorHandle resolved without Python or the GIL. */
 #define KESTREL_MPS_CAP_ATEN_TENSORS 2u
+/* Every descriptor's byte_offset_align is filled (added in 0.4.0; before,
+ * that slot was `reserved` and always 0). */
+#define KESTREL_MPS_CAP_OFFSET_ALIGN 4u
 
 /* ------------------------------------------------------------------------ */
 /* Tensor descriptor                                                        */
@@ -416,8 +434,17 @@ typedef struct kestrel_mps_tensor {
   int32_t ndim;
   /* KESTREL_MPS_TENSOR_* bits. */
   uint32_t flags;
-  /* Always 0 in ABI 1. */
-  uint32_t reserved;
+  /* The largest power of two, at most 256, that divides byte_offset (256
+   * when byte_offset is 0), in bytes. Metal needs a device buffer's offset
+   * aligned to the element type's size, which storage_offset * itemsize
+   * always is; a vector load (float4, half4: 16 bytes) or a constant-space
+   * binding needs more, and this says whether a kernel may take that path.
+   * An MTLBuffer's base is page-aligned, so on MPS this is the alignment of
+   * the bound address; on CPU and CUDA combine it with the alignment of
+   * `buffer`. Filled when the table has KESTREL_MPS_CAP_OFFSET_ALIGN; 0 from
+   * an older bridge, where this slot was `reserved` (the descriptor cannot
+   * grow: consumers allocate it, and the entries take no size). */
+  uint32_t byte_offset_align;
   /* shape[0..ndim-1]: sizes in elements; entries from ndim on are 0. */
   int64_t shape[KESTREL_MPS_MAX_NDIM];
   /* strides[0..ndim-1]: in elements (not bytes), never negative, 0 for
@@ -702,7 +729,8 @@ KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_check_api(
 /* kestrel_mps_check_api(), then refuse a bridge that lacks any of the
  * KESTREL_MPS_CAP_* bits in `required` (or whose table is too small for
  * the entries a bit promises), naming what is missing. A consumer that
- * calls resolve_aten_tensor(s) passes KESTREL_MPS_CAP_ATEN_TENSORS. */
+ * calls resolve_aten_tensor(s) passes KESTREL_MPS_CAP_ATEN_TENSORS; one
+ * that reads byte_offset_align, KESTREL_MPS_CAP_OFFSET_ALIGN. */
 KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_require_api(
     const void* table, uint32_t required, const char** error_message) {
   const kestrel_mps_ext_api* api = kestrel_mps_check_api(table, error_message);
@@ -716,12 +744,18 @@ KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_require_api(
     msg = "kestrel-mps-torch-ext: the loaded bridge has no "
           "resolve_aten_tensor(s) (KESTREL_MPS_CAP_ATEN_TENSORS): it is older "
           "than 0.3.0; upgrade the kestrel-mps-torch-ext package";
+  } else if ((required & KESTREL_MPS_CAP_OFFSET_ALIGN) != 0 &&
+             (api->capabilities & KESTREL_MPS_CAP_OFFSET_ALIGN) == 0) {
+    msg = "kestrel-mps-torch-ext: the loaded bridge leaves byte_offset_align "
+          "0 (no KESTREL_MPS_CAP_OFFSET_ALIGN): it is older than 0.4.0; "
+          "upgrade the kestrel-mps-torch-ext package";
   } else if ((required & KESTREL_MPS_CAP_MPS_STREAM) != 0 &&
              (api->capabilities & KESTREL_MPS_CAP_MPS_STREAM) == 0) {
     msg = "kestrel-mps-torch-ext: the loaded bridge has no Metal stream "
           "backend (KESTREL_MPS_CAP_MPS_STREAM): it is a Linux build";
   } else if ((required & ~(KESTREL_MPS_CAP_MPS_STREAM |
-                           KESTREL_MPS_CAP_ATEN_TENSORS)) != 0) {
+                           KESTREL_MPS_CAP_ATEN_TENSORS |
+                           KESTREL_MPS_CAP_OFFSET_ALIGN)) != 0) {
     msg = "kestrel-mps-torch-ext: a required capability bit is unknown to "
           "this header";
   }

@@ -187,7 +187,7 @@ const kestrel_mps_ext_api KestrelMPS_kmte_ext_v1 = {
     TORCH_VERSION_MINOR,
     TORCH_VERSION_PATCH,
     (KESTREL_MPS_STREAM_BACKEND ? KESTREL_MPS_CAP_MPS_STREAM : 0u) |
-        KESTREL_MPS_CAP_ATEN_TENSORS,
+        KESTREL_MPS_CAP_ATEN_TENSORS | KESTREL_MPS_CAP_OFFSET_ALIGN,
     kestrel_shim::api_resolve_tensor,
     kestrel_shim::api_resolve_tensors,
     kestrel_shim::api_current_stream,

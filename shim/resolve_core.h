@@ -88,6 +88,13 @@ constexpr c10::DispatchKeySet kUnbindableKeys = c10::DispatchKeySet({
     c10::DispatchKey::Negative,
 });
 
+// What byte_offset_align reports: the offset's lowest set bit, capped at 256
+// (Metal's strictest offset rule for a binding), and 256 for offset 0.
+inline uint32_t offset_align(uint64_t byte_offset) {
+  const uint64_t lowest = byte_offset & (~byte_offset + 1);
+  return lowest == 0 || lowest > 256 ? 256u : static_cast<uint32_t>(lowest);
+}
+
 inline const char* unbindable_reason(const c10::TensorImpl& impl) {
   if (impl.layout() != c10::kStrided) return "its layout is not strided (sparse or mkldnn)";
   if (impl.is_nested()) return "it is a nested tensor";
@@ -241,7 +248,7 @@ struct Checked {
   out->ndim = static_cast<int32_t>(t.ndim);
   out->flags = (t.impl->is_contiguous() ? KESTREL_MPS_TENSOR_CONTIGUOUS : 0u) |
                (access == KESTREL_MPS_ACCESS_WRITE ? KESTREL_MPS_TENSOR_WRITABLE : 0u);
-  out->reserved = 0;
+  out->byte_offset_align = offset_align(out->byte_offset);
   return KESTREL_MPS_OK;
 }
 

@@ -29,7 +29,7 @@ from ._probe import MPSProbe, probe_mps
 
 _import_guard.install()
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "BridgeCallError",

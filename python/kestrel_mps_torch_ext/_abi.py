@@ -39,6 +39,7 @@ TENSOR_CONTIGUOUS = 1
 TENSOR_WRITABLE = 2
 CAP_MPS_STREAM = 1
 CAP_ATEN_TENSORS = 2
+CAP_OFFSET_ALIGN = 4
 
 SYNC_COMMIT = 1
 SYNC_COMMIT_AND_WAIT = 2
@@ -60,7 +61,7 @@ class Tensor(ctypes.Structure):
         ("dtype", Dtype),
         ("ndim", ctypes.c_int32),
         ("flags", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32),
+        ("byte_offset_align", ctypes.c_uint32),
         ("shape", ctypes.c_int64 * MAX_NDIM),
         ("strides", ctypes.c_int64 * MAX_NDIM),
     ]

@@ -33,6 +33,9 @@ class TensorDescriptor(NamedTuple):
     shape: tuple[int, ...]
     strides: tuple[int, ...]
     flags: int
+    byte_offset_align: int = 0
+    """The largest power of two, at most 256, dividing byte_offset (256 for
+    offset 0): whether a kernel may take a 16-byte vector path, say."""
 
     @property
     def ndim(self) -> int:
@@ -60,4 +63,5 @@ class TensorDescriptor(NamedTuple):
             shape=tuple(t.shape[:n]),
             strides=tuple(t.strides[:n]),
             flags=t.flags,
+            byte_offset_align=t.byte_offset_align,
         )

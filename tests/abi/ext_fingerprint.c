@@ -22,6 +22,10 @@
 #define FIELD(T, f)                                                             \
   printf("%s.%s: offset %zu size %zu type %s\n", #T, #f, offsetof(T, f),        \
          sizeof(((T*)0)->f), TYPE_NAME(((T*)0)->f))
+/* f under the name an older header gave it. */
+#define FIELD_AS(T, f, old)                                                     \
+  printf("%s.%s: offset %zu size %zu type %s\n", #T, #old, offsetof(T, f),     \
+         sizeof(((T*)0)->f), TYPE_NAME(((T*)0)->f))
 #define VALUE(m) printf("%s = %ld\n", #m, (long)(m))
 
 int main(void) {
@@ -35,7 +39,12 @@ int main(void) {
   FIELD(kestrel_mps_tensor, dtype);
   FIELD(kestrel_mps_tensor, ndim);
   FIELD(kestrel_mps_tensor, flags);
+  /* The same slot, renamed when it was given a meaning (0.4.0). */
+#ifdef KESTREL_MPS_CAP_OFFSET_ALIGN
+  FIELD_AS(kestrel_mps_tensor, byte_offset_align, reserved);
+#else
   FIELD(kestrel_mps_tensor, reserved);
+#endif
   FIELD(kestrel_mps_tensor, shape);
   FIELD(kestrel_mps_tensor, strides);
   FIELD(kestrel_mps_ext_api, struct_size);

@@ -31,7 +31,7 @@ TEST_CASE("descriptor layout is the documented one (LP64)") {
   CHECK(offsetof(kestrel_mps_tensor, dtype) == 40);
   CHECK(offsetof(kestrel_mps_tensor, ndim) == 44);
   CHECK(offsetof(kestrel_mps_tensor, flags) == 48);
-  CHECK(offsetof(kestrel_mps_tensor, reserved) == 52);
+  CHECK(offsetof(kestrel_mps_tensor, byte_offset_align) == 52);
   CHECK(offsetof(kestrel_mps_tensor, shape) == 56);
   CHECK(offsetof(kestrel_mps_tensor, strides) == 56 + 8 * KESTREL_MPS_MAX_NDIM);
   CHECK(sizeof(kestrel_mps_tensor) == 312);
@@ -126,6 +126,18 @@ TEST_CASE("an older bridge (0.2.0's table) passes check_api, and require_api nam
   api.struct_size = sizeof api;
   CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_ATEN_TENSORS, &why) == &api);
   CHECK(std::string(why).empty());
+}
+
+TEST_CASE("require_api: a 0.3.0 bridge leaves byte_offset_align 0, so requiring it is refused") {
+  const char* why = nullptr;
+  kestrel_mps_ext_api api = valid_table();
+  api.capabilities = KESTREL_MPS_CAP_MPS_STREAM | KESTREL_MPS_CAP_ATEN_TENSORS;
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_ATEN_TENSORS, &why) == &api);
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_OFFSET_ALIGN, &why) == nullptr);
+  CHECK(std::string(why).find("byte_offset_align") != std::string::npos);
+  CHECK(std::string(why).find("0.4.0") != std::string::npos);
+  api.capabilities |= KESTREL_MPS_CAP_OFFSET_ALIGN;
+  CHECK(kestrel_mps_require_api(&api, KESTREL_MPS_CAP_OFFSET_ALIGN | KESTREL_MPS_CAP_ATEN_TENSORS, &why) == &api);
 }
 
 TEST_CASE("require_api: a Linux bridge lacks the stream, an unknown bit is refused") {

@@ -81,6 +81,8 @@ def expect_descriptor(d: kmte.TensorDescriptor, t: torch.Tensor) -> None:
     device_codes = {"cpu": 1, "cuda": 2, "mps": 8}
     assert d.device_type == device_codes[t.device.type]
     assert d.device_index == (t.device.index or 0)
+    lowest = d.byte_offset & -d.byte_offset
+    assert d.byte_offset_align == (256 if d.byte_offset == 0 or lowest > 256 else lowest)
     if t.numel() == 0:
         assert d.nbytes == 0
     else:

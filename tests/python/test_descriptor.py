@@ -133,7 +133,30 @@ def test_shape_and_stride_entries_past_ndim_are_zero(bridge):
     assert bridge.api.resolve_tensor(t, abi.ACCESS_READ, ctypes.byref(out)) == 0
     assert list(out.shape[2:]) == [0] * (abi.MAX_NDIM - 2)
     assert list(out.strides[2:]) == [0] * (abi.MAX_NDIM - 2)
-    assert out.reserved == 0
+    assert out.byte_offset_align == 256  # offset 0
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float16, torch.float32, torch.complex128])
+def test_byte_offset_align_over_views_at_every_offset(front_end, dtype):
+    base = torch.zeros(700, dtype=dtype)
+    itemsize = base.element_size()
+    for start in [0, 1, 2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 255, 256, 384, 512, 640]:
+        d = front_end.resolve(base[start:start + 7])
+        offset = start * itemsize
+        lowest = offset & -offset
+        assert d.byte_offset == offset
+        assert d.byte_offset_align == (256 if offset == 0 or lowest > 256 else lowest), (start, d)
+        assert d.byte_offset % d.byte_offset_align == 0
+    # A view whose float4 path is safe and one whose is not, as a kernel asks.
+    f = torch.zeros(64)
+    assert front_end.resolve(f[4:]).byte_offset_align >= 16
+    assert front_end.resolve(f[5:]).byte_offset_align == 4
+
+
+def test_the_table_says_it_fills_byte_offset_align(bridge):
+    import kestrel_mps_torch_ext._abi as abi
+
+    assert bridge.capabilities & abi.CAP_OFFSET_ALIGN
 
 
 def test_descriptor_is_a_copy_not_a_reference_to_torch_metadata(front_end):

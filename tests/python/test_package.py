@@ -252,7 +252,7 @@ def test_build_tags_name_the_minors_and_sort_as_pip_sorts_them():
 
     assert build_wheel.build_tag([(2, 13)]) == "1_torch213"
     assert build_wheel.build_tag([(2, 9), (2, 10), (2, 15)]) == "1_torch29_torch210_torch215"
-    name = f"kestrel_mps_torch_ext-0.3.0-{build_wheel.build_tag([(2, 13), (2, 14)])}-cp311-cp311-linux_x86_64.whl"
+    name = f"kestrel_mps_torch_ext-0.4.0-{build_wheel.build_tag([(2, 13), (2, 14)])}-cp311-cp311-linux_x86_64.whl"
     assert parse_wheel_filename(name)[2] == (1, "_torch213_torch214")
 
 

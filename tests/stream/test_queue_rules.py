@@ -131,6 +131,19 @@ def test_bridge_call_from_a_sync_onto_another_queue_traps_as_libdispatch_does(ch
     assert "survived" not in proc.stdout
 
 
+def test_a_torch_op_in_a_callback_on_the_queue_traps(child) -> None:
+    # The header's rule: torch's ops dispatch_sync onto the stream's queue
+    # themselves, so from a run_on_stream_queue callback (already on that
+    # queue) one traps in libdispatch. The bridge cannot see it coming: the
+    # call is torch's.
+    proc = child("""
+        rt.on_stream_queue(rt.torch_op)
+    """)
+    assert proc.returncode < 0 and -proc.returncode in (4, 5), (proc.returncode, proc.stderr)
+    assert harness.crashed_saying(proc.stderr, "dispatch_sync called on queue already owned by current thread")
+    assert "survived" not in proc.stdout
+
+
 def test_the_same_call_directly_on_the_queue_does_not_trap(child) -> None:
     proc = child("""
         view = rt.stream_view()

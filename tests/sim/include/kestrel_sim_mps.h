@@ -45,8 +45,9 @@ typedef enum kestrel_sim_option {
    * stream (kestrel_sim_mps_set_current_stream). 0: always the default
    * stream, as up to 2.13. Default: 1 when built against torch 2.14+. */
   KESTREL_SIM_STREAM_POOL = 1,
-  /* 1: pytorch #198039: commandEncoder() off its stream's queue throws
-   * c10::Error. Default 0. */
+  /* 1: pytorch #198039 (open; expected in a coming minor): commandEncoder()
+   * off its stream's queue throws c10::Error. 0: torch 2.9 to 2.15, where it
+   * runs (and races the queue). Default 1. */
   KESTREL_SIM_ENCODER_NEEDS_QUEUE = 2,
   /* 1: every command-buffer and encoder member asserts its queue with
    * dispatch_assert_queue, which traps off it: the on-queue rule of torch

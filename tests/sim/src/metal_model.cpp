@@ -53,6 +53,9 @@ int64_t default_option(int which) {
     case KESTREL_SIM_STREAM_POOL: return KESTREL_SIM_POOL_DEFAULT;
     case KESTREL_SIM_GPU_LATENCY_US: return 5000;
     case KESTREL_SIM_AVAILABLE: return 1;
+    // pytorch #198039 as the default, ahead of its release: the stricter
+    // torch is the one every stream test must pass under.
+    case KESTREL_SIM_ENCODER_NEEDS_QUEUE: return 1;
     default: return 0;
   }
 }
