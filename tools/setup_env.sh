@@ -101,7 +101,7 @@ build_stable_op_example() {
 # A venv beside the installed packages with torch==$1 (served locally),
 # made once; prints its python.
 torch_venv() {
-  local venv=${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-torch$1
+  local venv=${KESTREL_CACHE:-$HOME/.cache/kestrel}/venv-torch$1${KESTREL_TORCH_INDEX:+-candidate}
   if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "== venv with torch $1" >&2
     "$PY" -m venv --system-site-packages "$venv"
@@ -110,7 +110,12 @@ torch_venv() {
     # its own, so that its own torch wins.
     "$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
       >"$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/_kestrel_parent.pth"
-    "$venv/bin/python" -m pip install "${PIP_Q[@]}" "torch==$1" >&2
+    # Past this machine's torch cap (a pip constraint) when asked for a
+    # newer release; from PyTorch's test index too for a release candidate
+    # (KESTREL_TORCH_INDEX, tools/torch_wheels.py).
+    local from=()
+    [[ -n ${KESTREL_TORCH_INDEX:-} ]] && from=(--extra-index-url "$KESTREL_TORCH_INDEX" --pre)
+    PIP_CONSTRAINT=/dev/null "$venv/bin/python" -m pip install "${PIP_Q[@]}" "${from[@]}" "torch==$1" >&2
   fi
   echo "$venv/bin/python"
 }

@@ -1,10 +1,21 @@
 """Fetch one torch release's wheel with pip and unpack the parts a build or
 an audit needs (headers, the three libraries the shim links, the CMake
-config). Downloads are cached outside the repository."""
+config). Downloads are cached outside the repository.
+
+PyPI has final releases only. A release candidate comes from PyTorch's own
+test index: KESTREL_TORCH_INDEX=<its URL> (docs/releasing.md gives it), or
+--index URL on the command line; candidates are cached apart from finals,
+which carry the same version number.
+
+    python tools/torch_wheels.py [--macos] [--index URL] 2.16.0 ...
+    python tools/torch_wheels.py --add-release 2.16.0 [--minors-file F]
+        (tools/torch_minors.txt, or F, gets the release; prints the release
+        it follows)"""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -25,6 +36,22 @@ def supported_minors() -> list[str]:
     return [l for l in lines if l and not l.startswith("#")]
 
 
+def add_release(version: str, path: Path = MINORS_FILE) -> str:
+    """Puts torch `version` in the list at `path`, in place of an older
+    release of its minor, in version order; returns the newest release of an
+    older minor ("" if none), the one a new minor is compared with."""
+    from packaging.version import Version
+
+    new = Version(version)
+    lines = path.read_text().splitlines()
+    header = [l for l in lines if l.startswith("#") or not l.strip()]
+    releases = [Version(l) for l in lines if l.strip() and not l.startswith("#")]
+    kept = [v for v in releases if v.release[:2] != new.release[:2]] + [new]
+    path.write_text("\n".join(header + [str(v) for v in sorted(kept)]) + "\n")
+    older = [v for v in releases if v.release[:2] < new.release[:2]]
+    return str(max(older)) if older else ""
+
+
 _WANTED_LIBS = ("libtorch_cpu", "libc10", "libtorch_python", "libtorch.", "libshm", "libtorch_global_deps")
 
 
@@ -37,10 +64,18 @@ def _wanted(name: str) -> bool:
     return name in ("torch/version.py",)
 
 
+def index() -> str | None:
+    """The index torch comes from: KESTREL_TORCH_INDEX, or PyPI (None)."""
+    return os.environ.get("KESTREL_TORCH_INDEX") or None
+
+
 def download(version: str, platforms: tuple[str, ...], python: str | None = None) -> Path:
-    """The wheel file of torch==version for one of platforms (cached)."""
+    """The wheel file of torch==version for one of platforms (cached), from
+    index() (a release candidate on PyTorch's test index) or PyPI."""
     python = python or f"{sys.version_info[0]}{sys.version_info[1]}"
-    dest = CACHE / "wheels"
+    url = index()
+    # A candidate has its final's version number: never mix the two caches.
+    dest = CACHE / "wheels" / ("index-" + re.sub(r"\W+", "_", url) if url else "")
     dest.mkdir(parents=True, exist_ok=True)
     def cached(platform: str) -> Path | None:
         found = sorted(dest.glob(f"torch-{version}-*cp{python}-*{platform.split('_')[0]}*.whl"))
@@ -53,6 +88,8 @@ def download(version: str, platforms: tuple[str, ...], python: str | None = None
     for platform in platforms:
         cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                "--platform", platform, "--python-version", python, "-d", str(dest), f"torch=={version}"]
+        if url:
+            cmd += ["--index-url", url, "--pre"]
         # This machine's pip.conf may cap torch (a constraint meant for
         # installs); a download for another platform needs no cap.
         out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PIP_CONSTRAINT": os.devnull})
@@ -64,7 +101,7 @@ def download(version: str, platforms: tuple[str, ...], python: str | None = None
 
 def unpack(wheel: Path) -> Path:
     """Unpack the needed members of wheel once; returns its torch/ directory."""
-    root = CACHE / "unpacked" / wheel.stem
+    root = CACHE / "unpacked" / wheel.parent.relative_to(CACHE / "wheels") / wheel.stem
     done = root / ".complete"
     if not done.exists():
         with zipfile.ZipFile(wheel) as z:
@@ -80,6 +117,15 @@ def torch_root(version: str, platforms: tuple[str, ...]) -> Path:
 
 
 if __name__ == "__main__":
-    plat = MACOS_PLATFORMS if "--macos" in sys.argv else LINUX_PLATFORMS
-    for v in (a for a in sys.argv[1:] if not a.startswith("--")):
+    args = sys.argv[1:]
+    if args[:1] == ["--add-release"]:
+        path = Path(args[3]) if args[2:3] == ["--minors-file"] else MINORS_FILE
+        print(add_release(args[1], path))
+        sys.exit(0)
+    if "--index" in args:
+        at = args.index("--index")
+        os.environ["KESTREL_TORCH_INDEX"] = args[at + 1]
+        del args[at:at + 2]
+    plat = MACOS_PLATFORMS if "--macos" in args else LINUX_PLATFORMS
+    for v in (a for a in args if not a.startswith("--")):
         print(torch_root(v, plat))

@@ -93,3 +93,25 @@ def test_a_wrong_objective_c_file_is_caught(tmp_path, body, error):
     bad.write_text(f"#import <Metal/Metal.h>\n{body}\n")
     proc = check_objc(bad)
     assert proc.returncode == 1 and error in proc.stderr, proc.stderr
+
+
+def add_release(minors: Path, version: str) -> str:
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "torch_wheels.py"), "--add-release", version,
+                           "--minors-file", str(minors)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_a_new_minor_joins_the_list_in_order_and_names_the_one_before(tmp_path):
+    minors = tmp_path / "torch_minors.txt"
+    minors.write_text("# one release per minor\n2.9.1\n2.10.0\n2.14.1\n")
+    assert add_release(minors, "2.15.0") == "2.14.1"
+    assert minors.read_text() == "# one release per minor\n2.9.1\n2.10.0\n2.14.1\n2.15.0\n"
+    # A later release of a listed minor takes its place; 2.10 < 2.9 is not string order.
+    assert add_release(minors, "2.10.1") == "2.9.1"
+    assert minors.read_text().splitlines()[1:] == ["2.9.1", "2.10.1", "2.14.1", "2.15.0"]
+    assert add_release(minors, "2.15.0") == "2.14.1"  # again: nothing changes
+    assert minors.read_text().splitlines()[1:] == ["2.9.1", "2.10.1", "2.14.1", "2.15.0"]
+
+
+def test_new_minor_refuses_a_version_that_is_not_a_release():
+    proc = subprocess.run(["bash", str(ROOT / "tools" / "new_minor.sh"), "2.16"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "'2.16' is not X.Y.Z" in proc.stderr
