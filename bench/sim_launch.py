@@ -5,7 +5,7 @@ against the same sequence calling the model directly, in one process.
     bash tools/test_simulated.sh            # builds build/sim-torch<version>
     python bench/sim_launch.py [--label linux-x86-2core]
 
-The sequences are tests/stream/consumer/launch.c's launch_bench modes. Prints a
+The sequences are tests/stream/consumer/threads.c's launch_bench modes. Prints a
 markdown table of median ns per launch (min..max of the repetitions) and the
 ratio of each to the direct model calls; docs/benchmarks.md keeps the last
 one. What it says: what the bridge adds around a launch on the CPU (tensor

@@ -4,7 +4,10 @@ the headers, tag macosx_13_0_arm64), repair it with the command the workflow
 runs (tools/build_wheel.py's repair(), delocate-wheel), and check the
 result: every bundled library byte for byte intact and still passing
 build_macos.py's checks, nothing of torch grafted in, the wheel's name, tag
-and RECORD right.
+and RECORD right. The self-test's library (selftest/, Objective-C++ against
+Metal) cannot be linked here: only where it goes is checked, beside the
+bridge libraries where the package looks for it, under the name CMake
+gives it.
 
 delocate is pure Python; it needs `otool` and `install_name_tool`, which
 llvm's llvm-otool and llvm-install-name-tool stand in for (small wrappers on
@@ -33,6 +36,22 @@ import build_macos  # noqa: E402
 import build_wheel  # noqa: E402
 
 TAG = "macosx_13_0_arm64"
+
+
+def selftest_place(names: list[str], dylibs: list[Path]) -> tuple[str, list[str]]:
+    """Where the self-test library goes in the wheel, and what is wrong:
+    _paths.SELFTEST_LIBRARY (what the package loads) must be the name of
+    selftest/CMakeLists.txt's target, installed beside the bridge libraries."""
+    paths = (ROOT / "python" / "kestrel_mps_torch_ext" / "_paths.py").read_text()
+    name = re.search(r'^SELFTEST_LIBRARY = "([^"]+)"$', paths, re.M)
+    target = re.search(r"^add_library\((\w+) SHARED", (ROOT / "selftest" / "CMakeLists.txt").read_text(), re.M)
+    problems = []
+    if name is None or target is None or name[1] != f"lib{target[1]}.dylib":
+        problems.append(f"the package loads {name and name[1]}, CMake builds lib{target and target[1]}.dylib")
+    homes = {n.rsplit("/", 1)[0] for n in names for lib in dylibs if n.endswith("/" + lib.name)}
+    if len(homes) != 1:
+        problems.append(f"the bridge libraries lie in {sorted(homes)}, not in one package directory")
+    return f"{min(homes, default='?')}/{name[1] if name else '?'}", problems
 
 
 def llvm_tool(name: str) -> str:
@@ -125,6 +144,10 @@ def check(repaired: Path, dylibs: list[Path], scratch: Path) -> list[str]:
         copy = scratch / lib.name
         copy.write_bytes(data)
         problems += [f"{lib.name}: {p}" for p in build_macos.check(copy)]
+    place, wrong = selftest_place(names, dylibs)
+    problems += wrong
+    print(f"the self-test library goes to {place} "
+          f"({'present' if place in names else 'absent here: only a Mac links it'})")
     return problems
 
 

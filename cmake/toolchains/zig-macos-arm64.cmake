@@ -49,3 +49,6 @@ set(CMAKE_CXX_COMPILER "${_kestrel_wrappers}/zig-c++")
 # torch's libc++.1.dylib is already loaded.
 set(CMAKE_SHARED_LINKER_FLAGS_INIT "-L${CMAKE_CURRENT_LIST_DIR}/macos-stubs -nostdlib++")
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+# zig has no Objective-C++ toolchain with Apple's frameworks: the self-test's
+# Metal half (selftest/metal_apple.mm) is built on a Mac only.
+set(KESTREL_BUILD_SELFTEST OFF CACHE BOOL "Build the self-test's Metal launch sequence (macOS)")

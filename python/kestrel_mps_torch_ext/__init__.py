@@ -24,7 +24,7 @@ from ._errors import (
     UnsupportedTorchVersionError,
 )
 from ._loader import get_api_pointer, load_torch_mps_bridge
-from ._paths import cmake_dir, get_include, include_dir, library_dir, library_path, pkgconfig_dir
+from ._paths import cmake_dir, get_include, include_dir, library_dir, library_path, pkgconfig_dir, selftest_library
 from ._probe import MPSProbe, probe_mps
 
 _import_guard.install()
@@ -53,6 +53,7 @@ __all__ = [
     "load_torch_mps_bridge",
     "pkgconfig_dir",
     "probe_mps",
+    "selftest_library",
     "supported_torch_minors",
 ]
 

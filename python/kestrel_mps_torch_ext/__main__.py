@@ -1,5 +1,7 @@
 """python -m kestrel_mps_torch_ext: a diagnostic report, or a path or flag for
-build systems (--include, --includes, --cmake-dir, --pkgconfig-dir); --version."""
+build systems (--include, --includes, --cmake-dir, --pkgconfig-dir); --version.
+`python -m kestrel_mps_torch_ext selftest [--json]`: a real Metal kernel
+through every front end on this Mac, checked against torch (_selftest.py)."""
 
 from __future__ import annotations
 
@@ -80,6 +82,14 @@ def _stream(bridge: TorchMPSBridge, info: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["selftest"]:
+        selftest = argparse.ArgumentParser(prog="python -m kestrel_mps_torch_ext selftest",
+                                           description=_selftest_doc())
+        selftest.add_argument("--json", action="store_true", help="print the report as JSON")
+        from ._selftest import main as run_selftest
+
+        return run_selftest(selftest.parse_args(argv[1:]).json)
     parser = argparse.ArgumentParser(prog="python -m kestrel_mps_torch_ext", description=__doc__)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--version", action="version", version=f"kestrel-mps-torch-ext {__version__}")
@@ -110,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in info.items():
             print(f"{key:<{width}}  {value}")
     return 0 if ok else 1
+
+
+def _selftest_doc() -> str:
+    from . import _selftest
+
+    return str(_selftest.__doc__)
 
 
 if __name__ == "__main__":

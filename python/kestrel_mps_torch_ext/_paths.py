@@ -17,6 +17,7 @@ __all__ = [
     "library_path",
     "bundled_minors",
     "parse_tag",
+    "selftest_library",
 ]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -64,6 +65,17 @@ def library_dir() -> Path:
     sanitizer-instrumented library; every check still applies)."""
     override = os.environ.get(LIBRARY_DIR_ENV)
     return Path(override) if override else _PACKAGE_DIR
+
+
+SELFTEST_LIBRARY = "libkestrel_mps_selftest.dylib"
+
+
+def selftest_library() -> Path:
+    """The self-test's native launch sequence (selftest/; it links Metal and
+    Foundation only). macOS wheels ship it; elsewhere the path names where
+    it would be, and `python -m kestrel_mps_torch_ext selftest` says it
+    cannot run there."""
+    return _PACKAGE_DIR / SELFTEST_LIBRARY
 
 
 def library_name(major: int, minor: int) -> str:

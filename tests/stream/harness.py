@@ -48,7 +48,8 @@ DETECT = {
 STATUS = {name.replace("KESTREL_MPS_ERROR_", "").replace("KESTREL_MPS_", ""): code
           for code, name in _abi.STATUS_NAMES.items()}
 ROOT = Path(__file__).resolve().parents[2]
-# launch.c's flags
+# selftest/kestrel_selftest.h's front ends and flags
+PUBLISHED, EXTENSION = 0, 1
 OWN_ENCODER, WRONG_OFFSET_ZERO, WRONG_NO_END_COALESCING = 1, 2, 4
 WRONG_STALE_BUFFER, WRONG_ENCODER_LEFT_OPEN, WRONG_NO_POOL = 8, 16, 32
 
@@ -95,8 +96,9 @@ CS = ctypes.c_char_p
 
 class Runtime:
     """What both backends give a stream test: the bridge as loaded by the
-    real loader, the test consumer (launch.c, GIL held: PyDLL; and without
-    it: CDLL), the dispatch library, and the tensors' device."""
+    real loader, the consumer (the self-test's launch sequence,
+    selftest/launch.c; GIL held: PyDLL, and without it: CDLL), the dispatch
+    library, and the tensors' device."""
 
     device = "cpu"
 
@@ -111,12 +113,9 @@ class Runtime:
         })
         for lib in (self.consumer, self.consumer_nogil):
             _declare(lib, {
-                "launch_ext_add": (I, [ctypes.py_object] * 3 + [I, ctypes.c_int32, CS, S]),
-                "launch_v1_add": (I, [ctypes.py_object] * 3 + [I, I, CS, S]),
-                "launch_prepare": (I, [I] + [ctypes.py_object] * 3 + [CS, S]),
-                "launch_run_threads": (I, [I, I, CS, S]),
-                "launch_cycle_command_buffers": (I, [ctypes.c_long, I, ctypes.c_int32, I, CS, S]),
-                "launch_kind": (I, [P]),
+                "kst_add": (I, [I] + [ctypes.py_object] * 3 + [I, ctypes.c_int32, CS, S]),
+                "kst_cycle_command_buffers": (I, [ctypes.c_long, I, ctypes.c_int32, I, CS, S]),
+                "kst_kind": (I, [P]),
             })
 
     # ---- per test ----
@@ -174,7 +173,7 @@ class Runtime:
     def kind(self, handle: int) -> str:
         """What a handle is, asked of the model or of Metal: command_buffer,
         encoder, command_queue, device or other."""
-        return ("other", "command_buffer", "encoder", "command_queue", "device")[self.consumer_nogil.launch_kind(handle)]
+        return ("other", "command_buffer", "encoder", "command_queue", "device")[self.consumer_nogil.kst_kind(handle)]
 
     # ---- the extension table, by status ----
     def ext_handle(self, entry: str) -> tuple[int, int]:
@@ -201,20 +200,20 @@ class Runtime:
     def ext_add(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, flags: int = 0,
                 sync: int = 0) -> None:
         err = ctypes.create_string_buffer(512)
-        if self.consumer.launch_ext_add(a, b, out, flags, sync, err, len(err)) != 0:
+        if self.consumer.kst_add(EXTENSION, a, b, out, flags, sync, err, len(err)) != 0:
             raise RuntimeError(err.value.decode())
 
     def v1_add(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, flags: int = 0,
                commit: bool = True) -> None:
         err = ctypes.create_string_buffer(512)
-        if self.consumer.launch_v1_add(a, b, out, flags, int(commit), err, len(err)) != 0:
+        if self.consumer.kst_add(PUBLISHED, a, b, out, flags, int(commit), err, len(err)) != 0:
             raise RuntimeError(err.value.decode())
 
     def cycle_command_buffers(self, n: int, front_end: str, sync: int, leak: bool = False) -> None:
-        """n fetch + commit cycles in one block on the queue (launch.c)."""
+        """n fetch + commit cycles in one block on the queue (selftest/launch.c)."""
         err = ctypes.create_string_buffer(512)
-        fn = self.consumer_nogil.launch_cycle_command_buffers
-        if fn(n, {"published": 0, "extension": 1}[front_end], sync, int(leak), err, len(err)) != 0:
+        fn = self.consumer_nogil.kst_cycle_command_buffers
+        if fn(n, {"published": PUBLISHED, "extension": EXTENSION}[front_end], sync, int(leak), err, len(err)) != 0:
             raise RuntimeError(err.value.decode())
 
     def wait(self) -> None:
@@ -239,6 +238,9 @@ class SimRuntime(Runtime):
         self.objc = ctypes.CDLL(str(sim_dir / "libkestrel_sim_objc.so"))
         self.example_v1 = ctypes.PyDLL(str(sim_dir / "libkestrel_sim_example_v1.so"))
         self.example_ext = ctypes.PyDLL(str(sim_dir / "libkestrel_sim_example_ext.so"))
+        # The suite's own entries beside the self-test's (consumer/threads.c).
+        _declare(self.consumer, {"launch_prepare": (I, [I] + [ctypes.py_object] * 3 + [CS, S])})
+        _declare(self.consumer_nogil, {"launch_run_threads": (I, [I, I, CS, S])})
         _declare(self.model, {
             "kestrel_sim_mps_set_option": (None, [I, I64]),
             "kestrel_sim_mps_get_option": (I64, [I]),
@@ -325,18 +327,15 @@ class SimRuntime(Runtime):
 
 class MPSRuntime(Runtime):
     """The installed bridge over real torch and Metal (macOS, a usable
-    device): the consumer built from launch.c and metal_apple.mm with the
-    system's clang, libdispatch from libSystem."""
+    device): the consumer is the self-test library the macOS wheel ships
+    (selftest/launch.c and metal_apple.mm), libdispatch is libSystem's."""
 
     device = "mps"
 
     def __init__(self, build: Path) -> None:
         build.mkdir(parents=True, exist_ok=True)
         self._build = build
-        here = ROOT / "tests" / "stream" / "consumer"
-        consumer = self._link("libkestrel_stream_consumer.dylib", [here / "launch.c", here / "metal_apple.mm"],
-                              ["-framework", "Metal", "-framework", "Foundation"])
-        super().__init__(consumer, "/usr/lib/libSystem.B.dylib")
+        super().__init__(kmte.selftest_library(), "/usr/lib/libSystem.B.dylib")
         examples = ROOT / "examples"
         self.example_v1 = ctypes.PyDLL(str(self._link("libexample_v1.dylib",
                                                       [examples / "published_consumer" / "consumer_v1.c"])))
@@ -345,19 +344,13 @@ class MPSRuntime(Runtime):
 
         self._scratch = torch.zeros(1024, device="mps")
 
-    def _link(self, name: str, sources: list[Path], frameworks: list[str] = []) -> Path:
-        """A shared library of C (C99) and Objective-C++ (ARC) sources, built
-        with the system's clang against the installed header only."""
+    def _link(self, name: str, sources: list[Path]) -> Path:
+        """A shared library of C99 sources, built with the system's clang
+        against the installed header only."""
         clang = shutil.which("clang") or "clang"
-        objects = []
-        for source in sources:
-            flags = ["-std=c++17", "-fobjc-arc"] if source.suffix == ".mm" else ["-std=c99"]
-            obj = self._build / f"{name}.{source.name}.o"
-            subprocess.run([clang, *flags, "-c", "-fPIC", "-O1", "-Wall", "-Werror", f"-I{kmte.include_dir()}",
-                            f"-I{source.parent}", str(source), "-o", str(obj)], check=True)
-            objects.append(str(obj))
         library = self._build / name
-        subprocess.run([clang, "-shared", *objects, *frameworks, "-o", str(library)], check=True)
+        subprocess.run([clang, "-std=c99", "-shared", "-fPIC", "-O1", "-Wall", "-Werror",
+                        f"-I{kmte.include_dir()}", *map(str, sources), "-o", str(library)], check=True)
         return library
 
     def after_test(self, check: bool) -> None:

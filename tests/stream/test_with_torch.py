@@ -92,7 +92,7 @@ def test_commits_from_a_second_thread_while_the_first_runs_torch_ops(rt: harness
 
 def test_run_on_stream_queue_runs_a_c_callback_once(rt: harness.Runtime) -> None:
     calls = ctypes.c_int(0)
-    assert rt.bridge.api.run_on_stream_queue(rt.consumer.launch_count_call, ctypes.byref(calls)) == _abi.OK
+    assert rt.bridge.api.run_on_stream_queue(rt.consumer.kst_count_call, ctypes.byref(calls)) == _abi.OK
     assert calls.value == 1
 
 

@@ -1,6 +1,7 @@
 // The Metal half of the model: command queues, command buffers, encoders,
 // a GPU that runs committed work after a latency, the detectors, options
 // and faults. Torch-free; mps_model.cpp puts torch's MPSStream on top.
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdarg>
@@ -23,6 +24,7 @@ struct Command {
   std::vector<uint8_t> bytes[KESTREL_SIM_MAX_BINDINGS];
   bool has_bytes[KESTREL_SIM_MAX_BINDINGS];
   uint64_t threads;
+  const Encoder* encoder = nullptr;  // that recorded it
 };
 
 struct CommandBuffer {
@@ -400,6 +402,13 @@ uint64_t commit_locked(CommandQueue* q, bool keep) {
     detect(KESTREL_SIM_DETECT_COMMIT_WITH_OPEN_ENCODER,
            "command buffer %p committed while encoder %p had not ended", (void*)cb,
            (void*)cb->active);
+    // Metal refuses such a commit (an assertion on a Mac); the model drops
+    // the open encoder's work, so that the mistake shows in the numbers too.
+    const Encoder* open = cb->active;
+    const auto lost = std::remove_if(cb->commands.begin(), cb->commands.end(),
+                                     [open](const Command& c) { return c.encoder == open; });
+    q->stats[KESTREL_SIM_STAT_KERNELS_LOST] += cb->commands.end() - lost;
+    cb->commands.erase(lost, cb->commands.end());
   }
   uint64_t seq;
   {
@@ -569,6 +578,7 @@ void kestrel_sim_encoder_dispatch(void* encoder, const char* name, uint64_t thre
   Command c;
   c.fn = fn;
   c.threads = threads;
+  c.encoder = enc;
   for (int i = 0; i < KESTREL_SIM_MAX_BINDINGS; ++i) {
     c.buffers[i] = enc->bound[i] != nullptr ? static_cast<char*>(enc->bound[i]) + enc->offsets[i]
                                             : nullptr;
