@@ -11,8 +11,8 @@ wheel's own dylibs, then check the result with llvm-objdump --macho:
   - the exports are exactly shim/exports.map's names (the published eight
     plus ours), beside the linker's own image-header symbols;
   - LC_ID_DYLIB is @rpath/<name>, LC_RPATH is @loader_path/../torch/lib and
-    nothing else, LC_BUILD_VERSION says macOS 13.0;
-  - the loader's structural check (kestrel_mps_torch_ext._binary) accepts it.
+    nothing else, LC_BUILD_VERSION says the deployment target (macOS 13.0);
+  - the loader's structural check (kestrel_mps_torch_ext._loader) accepts it.
 
     python tools/build_macos.py [2.9.1 2.10.0 ...] [--out DIR]
 
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT / "python"))
 import torch_wheels  # noqa: E402
-from kestrel_mps_torch_ext._binary import BinaryCheckError, check_shared_library  # noqa: E402
+from kestrel_mps_torch_ext._loader import BinaryCheckError, check_shared_library  # noqa: E402
 
 MINORS = torch_wheels.supported_minors()
 TORCH_DYLIBS = {"libtorch_cpu", "libc10", "libtorch_python"}
@@ -77,7 +77,7 @@ def build(version: str, out: Path, variant: str = "", options: tuple[str, ...] =
          f"-DCMAKE_TOOLCHAIN_FILE={ROOT / 'cmake' / 'toolchains' / 'zig-macos-arm64.cmake'}",
          f"-DKESTREL_TORCH_ROOT={torch_root}", *options, f"-DPython_EXECUTABLE={sys.executable}"])
     run(["cmake", "--build", str(build_dir), "--target", "kestrel_shim"])
-    (lib,) = (build_dir / "shim").glob("libkestrel_mps_torch_ext_torch*.dylib")
+    (lib,) = (build_dir / "shim").glob(torch_wheels.library_glob(".dylib"))
     out.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy2(lib, out / lib.name))
 
@@ -126,7 +126,7 @@ def check(lib: Path) -> list[str]:
         problems.append(f"install name {lc.get('LC_ID_DYLIB')}")
     if lc.get("LC_RPATH") != ["@loader_path/../torch/lib"]:
         problems.append(f"LC_RPATH {lc.get('LC_RPATH')}")
-    if lc.get("LC_BUILD_VERSION") != ["13.0"]:
+    if lc.get("LC_BUILD_VERSION") != [torch_wheels.macos_target()]:
         problems.append(f"minimum macOS {lc.get('LC_BUILD_VERSION')}")
     rows = imports(lib)
     names = demangle([s for _, s in rows])

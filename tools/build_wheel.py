@@ -25,14 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch_wheels  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "backend"))
+from kestrel_build_backend import build_tag  # noqa: E402 - the package's own build backend names wheels
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def minor_of(version: str) -> tuple[int, int]:
-    from packaging.version import Version
-
-    release = Version(version).release
-    return release[0], release[1]
 
 
 def installed_torch() -> str:
@@ -52,7 +48,7 @@ def build_shim(torch_root: Path, build_dir: Path) -> Path:
     subprocess.run(["cmake", "--build", str(build_dir), "--target", "kestrel_shim"], check=True,
                    stdout=subprocess.DEVNULL)
     suffix = ".dylib" if sys.platform == "darwin" else ".so"
-    (lib,) = (build_dir / "shim").glob(f"libkestrel_mps_torch_ext_torch*{suffix}")
+    (lib,) = (build_dir / "shim").glob(torch_wheels.library_glob(suffix))
     subprocess.run(["strip", "-x" if sys.platform == "darwin" else "--strip-unneeded", str(lib)], check=True)
     print(f"built {lib.name} against {torch_root} in {time.monotonic() - start:.1f} s")
     return lib
@@ -73,13 +69,13 @@ def main() -> int:
         args.versions = torch_wheels.supported_minors()
 
     if sys.platform == "darwin":
-        os.environ.setdefault("MACOSX_DEPLOYMENT_TARGET", "13.0")
-    installed = minor_of(installed_torch())
+        os.environ.setdefault("MACOSX_DEPLOYMENT_TARGET", torch_wheels.macos_target())
+    installed = torch_wheels.torch_minor(installed_torch())
     platforms = torch_wheels.MACOS_PLATFORMS if sys.platform == "darwin" else torch_wheels.LINUX_PLATFORMS
     extra = []
     bundled = [installed]
     for version in args.versions:
-        if minor_of(version) == installed:
+        if torch_wheels.torch_minor(version) == installed:
             continue  # the wheel build itself covers the installed torch
         try:
             root = torch_wheels.torch_root(version, platforms)
@@ -89,7 +85,7 @@ def main() -> int:
             print(f"left out torch {version}: {e}")
             continue
         extra.append(build_shim(root, args.build_dir / f"torch{version}"))
-        bundled.append(minor_of(version))
+        bundled.append(torch_wheels.torch_minor(version))
 
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("**/kestrel_mps_torch_ext-*.whl"):
@@ -98,8 +94,9 @@ def main() -> int:
     # --config-settings, not -C: Debian 12's pip (23.0) lacks the short form.
     verbosity = "-v" if sys.stdout.isatty() else "-q"
     cmd = [sys.executable, "-m", "pip", "wheel", verbosity, "--no-build-isolation", "--no-deps", "-w", str(args.out),
-           f"--config-settings=wheel.build-tag={build_tag(sorted(set(bundled)))}", str(ROOT)]
-    if extra:
+           str(ROOT)]
+    if extra:  # one minor: the build backend names it, as in any pip build
+        cmd.append(f"--config-settings=wheel.build-tag={build_tag(sorted(set(bundled)))}")
         cmd.append("--config-settings=cmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))
     subprocess.run(cmd, check=True)
     (wheel,) = args.out.glob("kestrel_mps_torch_ext-*.whl")
@@ -117,18 +114,10 @@ def main() -> int:
     doubles = [n for n in names if "simulated" in n or "kestrel_sim" in n or n.startswith("tests/")]
     if doubles:
         raise SystemExit(f"{wheel} contains test doubles (tests/sim): {doubles}")
-    libs = sorted(n for n in names if "/libkestrel_mps_torch_ext_torch" in n)
+    libs = sorted(n for n in names if "/" + torch_wheels.library_glob("").rstrip("*") in n)
     check_no_build_paths(wheel, libs)
     print(f"{wheel}\n  bundles: {', '.join(n.rsplit('/', 1)[-1] for n in libs)}")
     return 0
-
-
-def build_tag(minors: list[tuple[int, int]]) -> str:
-    """The wheel's build tag, naming the torch minors it bundles
-    ("1_torch213_torch214"), so that wheels built for different minors have
-    different file names in a wheelhouse or pip's cache. A build tag must
-    start with a digit; the leading 1 is this naming scheme's number."""
-    return "1_" + "_".join(f"torch{major}{minor}" for major, minor in minors)
 
 
 def check_no_build_paths(wheel: Path, members: list[str]) -> None:

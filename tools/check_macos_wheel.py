@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import build_macos  # noqa: E402
 import build_wheel  # noqa: E402
 
-TAG = "macosx_13_0_arm64"
+TAG = "macosx_{}_arm64".format(build_macos.torch_wheels.macos_target().replace(".", "_"))
 
 
 def selftest_place(names: list[str], dylibs: list[Path]) -> tuple[str, list[str]]:
@@ -157,7 +157,7 @@ def main() -> int:
     parser.add_argument("dylib_dir", type=Path)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "macos" / "wheel")
     args = parser.parse_args()
-    dylibs = sorted(args.dylib_dir.glob("libkestrel_mps_torch_ext_torch*.dylib"))
+    dylibs = sorted(args.dylib_dir.glob(build_macos.torch_wheels.library_glob(".dylib")))
     if not dylibs:
         raise SystemExit(f"no dylibs in {args.dylib_dir}: run tools/build_macos.py first")
     shutil.rmtree(args.out, ignore_errors=True)

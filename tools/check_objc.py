@@ -30,7 +30,7 @@ def objc_files() -> list[Path]:
 
 
 def compile_command(path: Path, clang: str) -> list[str]:
-    return [clang, "-x", "objective-c++", "-std=c++17", "-fobjc-arc", "-fobjc-runtime=macosx-13.0",
+    return [clang, "-x", "objective-c++", "-std=c++17", "-fobjc-arc", "-fobjc-runtime=macosx",
             "-fsyntax-only", "-Wall", "-Wextra", "-Werror", f"-I{STANDINS}", f"-I{ROOT / 'include'}",
             f"-I{path.parent}", str(path)]
 

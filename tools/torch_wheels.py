@@ -21,9 +21,29 @@ import sys
 import zipfile
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "python"))
+from kestrel_mps_torch_ext import _paths  # noqa: E402 - the library names, from their one place
+
 CACHE = Path(os.environ.get("KESTREL_CACHE", Path.home() / ".cache" / "kestrel"))
 
-# macOS arm64 wheels moved from the macosx_11_0 tag to macosx_14_0 with 2.12.
+
+def macos_target() -> str:
+    """The oldest macOS the libraries run on, from its one place
+    (cmake/KestrelDeploymentTarget.cmake)."""
+    text = (ROOT / "cmake" / "KestrelDeploymentTarget.cmake").read_text()
+    return re.search(r'set\(KESTREL_MACOS_TARGET "([0-9.]+)"\)', text)[1]
+
+
+torch_minor = _paths.torch_minor  # (major, minor) of a torch version, as the loader decides it
+
+
+def library_glob(suffix: str) -> str:
+    """A glob for the bridge libraries of every minor, e.g. suffix ".dylib"."""
+    return f"{_paths.LIBRARY_PREFIX}torch*{suffix}"
+
+# torch's macOS arm64 wheels moved from the macosx_11_0 tag to macosx_14_0
+# with 2.12 (these are torch's tags, not ours).
 MACOS_PLATFORMS = ("macosx_11_0_arm64", "macosx_14_0_arm64", "macosx_13_0_arm64", "macosx_15_0_arm64")
 LINUX_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 

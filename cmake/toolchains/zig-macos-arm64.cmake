@@ -18,7 +18,7 @@ set(CMAKE_SYSTEM_NAME Darwin)
 set(CMAKE_SYSTEM_PROCESSOR arm64)
 set(CMAKE_OSX_ARCHITECTURES "" CACHE STRING "zig's -target picks the architecture")
 set(CMAKE_OSX_SYSROOT "" CACHE PATH "zig brings its own SDK headers")
-set(CMAKE_OSX_DEPLOYMENT_TARGET "13.0" CACHE STRING "Minimum macOS version")
+include("${CMAKE_CURRENT_LIST_DIR}/../KestrelDeploymentTarget.cmake")
 
 if(NOT KESTREL_ZIG)
   execute_process(

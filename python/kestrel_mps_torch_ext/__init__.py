@@ -11,7 +11,6 @@ Importing this package loads nothing and does not import torch.
 
 from __future__ import annotations
 
-from . import _import_guard
 from ._abi import ExtensionTable, PublishedTable
 from ._bridge import TorchMPSBridge
 from ._types import TensorDescriptor, TorchVersion
@@ -23,13 +22,13 @@ from ._errors import (
     KestrelMPSError,
     UnsupportedTorchVersionError,
 )
-from ._loader import get_api_pointer, load_torch_mps_bridge
+from ._loader import get_api_pointer, install_import_guard, load_torch_mps_bridge
 from ._paths import cmake_dir, get_include, include_dir, library_dir, library_path, pkgconfig_dir, selftest_library
 from ._probe import MPSProbe, probe_mps
+from ._version import __version__ as __version__
 
-_import_guard.install()
+install_import_guard()
 
-__version__ = "0.4.0"
 
 __all__ = [
     "BridgeCallError",

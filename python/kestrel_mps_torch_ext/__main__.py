@@ -10,7 +10,8 @@ import json
 import sys
 from typing import Any
 
-from . import __version__, cmake_dir, get_include, library_dir, pkgconfig_dir, supported_torch_minors
+from ._version import __version__
+from . import cmake_dir, get_include, library_dir, pkgconfig_dir, supported_torch_minors
 from ._bridge import TorchMPSBridge
 from ._errors import KestrelMPSError
 

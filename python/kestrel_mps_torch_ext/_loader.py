@@ -1,16 +1,23 @@
-"""Choosing and loading the bridge library for the running torch."""
+"""Choosing, checking and loading the bridge library for the running torch:
+the structural check of a library file before dlopen(), the loader, and the
+import guard that keeps Python's import system from loading a bundled
+library past both."""
 
 from __future__ import annotations
 
 import ctypes
+import importlib.abc
+import importlib.machinery
 import os
-import re
+import struct
+import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from . import _abi, _paths
-from ._binary import BinaryCheckError, check_shared_library
 from ._bridge import TorchMPSBridge
 from ._errors import (
     BridgeLoadError,
@@ -18,41 +25,11 @@ from ._errors import (
     UnsupportedTorchVersionError,
 )
 
-__all__ = ["get_api_pointer", "load_torch_mps_bridge", "select_library", "open_library", "torch_minor"]
+__all__ = ["BinaryCheckError", "check_shared_library", "get_api_pointer", "install_import_guard",
+           "load_torch_mps_bridge", "open_library", "select_library"]
 
 _lock = threading.Lock()
 _bridge: TorchMPSBridge | None = None
-
-
-# The canonical PEP 440 forms torch releases and nightlies use. A string that
-# matches has the release packaging would parse; any other goes to packaging,
-# whose import (2 ms) is spared on the common path.
-_CANONICAL = re.compile(
-    r"(\d+)\.(\d+)(?:\.\d+)*"  # release
-    r"(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?"  # pre, post, dev
-    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?"  # local label
-)
-
-
-def torch_minor(torch_version: str) -> tuple[int, int]:
-    """(major, minor) of a torch version string; local labels (+cpu, +cu130,
-    +gitabc), pre-releases and dev builds share their release's library."""
-    fast = _CANONICAL.fullmatch(torch_version)
-    if fast:
-        return int(fast[1]), int(fast[2])
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        release = Version(torch_version).release
-    except InvalidVersion:
-        raise UnsupportedTorchVersionError(
-            f"kestrel-mps-torch-ext cannot parse the torch version {torch_version!r}"
-        ) from None
-    if len(release) < 2:
-        raise UnsupportedTorchVersionError(
-            f"kestrel-mps-torch-ext needs a major.minor torch version, got {torch_version!r}"
-        )
-    return release[0], release[1]
 
 
 def _format_minors(minors: list[tuple[int, int]]) -> str:
@@ -67,7 +44,7 @@ def _remedies(bundled: list[tuple[int, int]]) -> tuple[str, ...]:
     import shlex
     import sys
 
-    from . import __version__
+    from ._version import __version__
 
     # This interpreter by its path: the commands install where torch runs.
     python = f"{shlex.quote(sys.executable)} -m pip install"
@@ -83,7 +60,7 @@ def select_library(torch_version: str, directory: Path | None = None) -> Path:
     """The bundled library for torch_version, or UnsupportedTorchVersionError
     naming the version, the bundled minors, the missing file and the ways out.
     Touches no native code: a pure function of the version and the files."""
-    major, minor = torch_minor(torch_version)
+    major, minor = _paths.torch_minor(torch_version)
     override = os.environ.get(_paths.LIBRARY_FILE_ENV)
     if override and directory is None:
         chosen = Path(override)
@@ -122,7 +99,7 @@ def open_library(path: Path, torch_version: str) -> TorchMPSBridge:
     The library is first opened privately (RTLD_LOCAL); only once its table
     says the right torch minor and ABI is it promoted to RTLD_GLOBAL, where a
     consumer's dlsym() can see it. A refused library never becomes visible."""
-    expected = torch_minor(torch_version)
+    expected = _paths.torch_minor(torch_version)
     if not os.access(path, os.R_OK):
         raise BridgeLoadError(
             f"kestrel-mps-torch-ext cannot read its bridge library {path} "
@@ -208,3 +185,106 @@ def get_api_pointer() -> int:
     """The address KestrelMPSTorchExtAPI_v1() returns: the published table of
     the bridge for the running torch (loaded first if need be)."""
     return load_torch_mps_bridge().api_pointer
+
+
+# ---- the structural check of a library file, before dlopen() ----
+# The dynamic loader maps a library's segments straight from the file: a
+# truncated file whose headers point past its end makes glibc's loader fault
+# with SIGBUS instead of failing. Checking that every header and segment lies
+# inside the file turns that crash into an exception.
+
+_ELF_MAGIC = b"\x7fELF"
+_MACHO_64 = 0xFEEDFACF
+_FAT_MAGIC = 0xCAFEBABE
+_PT_LOAD = 1
+_LC_SEGMENT_64 = 0x19
+
+
+class BinaryCheckError(ValueError):
+    """The file is not a complete shared library for a 64-bit platform."""
+
+
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise BinaryCheckError(what)
+
+
+def _check_elf(data: bytes) -> None:
+    _need(len(data) >= 64, "ELF header truncated")
+    _need(data[4] == 2, "not a 64-bit ELF file")
+    order = "<" if data[5] == 1 else ">"
+    e_type, = struct.unpack_from(order + "H", data, 16)
+    _need(e_type == 3, "ELF file is not a shared object")
+    phoff, shoff = struct.unpack_from(order + "QQ", data, 32)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from(order + "HHHH", data, 54)
+    _need(phnum > 0 and phentsize >= 56, "ELF file has no program headers")
+    _need(phoff + phnum * phentsize <= len(data), "ELF program headers lie past the end of the file")
+    _need(shoff + shnum * shentsize <= len(data), "ELF section headers lie past the end of the file")
+    for i in range(phnum):
+        p_type, _flags, p_offset, _v, _p, p_filesz = struct.unpack_from(order + "IIQQQQ", data, phoff + i * phentsize)
+        if p_type == _PT_LOAD:
+            _need(p_offset + p_filesz <= len(data), "an ELF segment lies past the end of the file")
+
+
+def _check_macho(data: bytes, start: int, end: int) -> None:
+    _need(end - start >= 32, "Mach-O header truncated")
+    magic, _cpu, _sub, _ftype, ncmds, sizeofcmds = struct.unpack_from("<IiiIII", data, start)
+    _need(magic == _MACHO_64, "not a 64-bit little-endian Mach-O file")
+    _need(start + 32 + sizeofcmds <= end, "Mach-O load commands lie past the end of the file")
+    at = start + 32
+    for _ in range(ncmds):
+        _need(at + 8 <= end, "Mach-O load command truncated")
+        cmd, cmdsize = struct.unpack_from("<II", data, at)
+        _need(cmdsize >= 8 and at + cmdsize <= end, "Mach-O load command truncated")
+        if cmd == _LC_SEGMENT_64:
+            _need(cmdsize >= 72, "Mach-O segment command truncated")
+            fileoff, filesize = struct.unpack_from("<QQ", data, at + 40)
+            _need(start + fileoff + filesize <= end, "a Mach-O segment lies past the end of the file")
+        at += cmdsize
+
+
+def check_shared_library(path: Path) -> None:
+    """Raise BinaryCheckError unless path holds a structurally complete ELF or
+    Mach-O (thin or universal) shared library. Reads the file once."""
+    data = path.read_bytes()
+    if data[:4] == _ELF_MAGIC:
+        _check_elf(data)
+    elif len(data) >= 8 and struct.unpack_from(">I", data)[0] == _FAT_MAGIC:
+        nfat, = struct.unpack_from(">I", data, 4)
+        _need(0 < nfat < 16 and 8 + 20 * nfat <= len(data), "universal binary header truncated")
+        for i in range(nfat):
+            _cpu, _sub, offset, size, _align = struct.unpack_from(">iiIII", data, 8 + 20 * i)
+            _need(offset + size <= len(data), "a universal binary slice lies past the end of the file")
+            _check_macho(data, offset, offset + size)
+    elif len(data) >= 4 and struct.unpack_from("<I", data)[0] == _MACHO_64:
+        _check_macho(data, 0, len(data))
+    else:
+        raise BinaryCheckError("not an ELF or Mach-O file")
+
+
+# ---- the import guard ----
+# The bundled libraries lie in the package directory (the published layout),
+# where Python's import system takes a .so for an extension module:
+# `import kestrel_mps_torch_ext.libkestrel_mps_torch_ext_torch213` (or pydoc,
+# which lists it as a submodule) would dlopen it past every check of the
+# loader and then fail on a missing PyInit. This finder refuses such an
+# import first, saying what to call instead.
+
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+class _BundledLibraryGuard(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        package, _, name = fullname.rpartition(".")
+        if package == _PACKAGE and name.startswith(_paths.LIBRARY_PREFIX):
+            raise ImportError(
+                f"{fullname} is the bridge library for one torch minor, not a Python module: "
+                f"call {_PACKAGE}.load_torch_mps_bridge(), which picks the library for the running "
+                "torch and checks it before loading it", name=fullname)
+        return None
+
+
+def install_import_guard() -> None:
+    if not any(isinstance(f, _BundledLibraryGuard) for f in sys.meta_path):
+        sys.meta_path.insert(0, _BundledLibraryGuard())

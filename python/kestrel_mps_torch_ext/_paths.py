@@ -1,4 +1,5 @@
-"""Where the package's files lie, and the naming of the per-minor libraries."""
+"""Where the package's files lie, the naming of the per-minor libraries, and
+which minor a torch version is."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import re
 import sys
 from pathlib import Path
+
+from ._errors import UnsupportedTorchVersionError
 
 __all__ = [
     "get_include",
@@ -18,6 +21,7 @@ __all__ = [
     "bundled_minors",
     "parse_tag",
     "selftest_library",
+    "torch_minor",
 ]
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -26,7 +30,8 @@ LIBRARY_SUFFIX = ".dylib" if sys.platform == "darwin" else ".so"
 # published package's file names; the major is one digit.
 _TAG = r"torch(\d)(\d+)"
 _TAG_RE = re.compile(_TAG)
-_LIBRARY_RE = re.compile(r"^libkestrel_mps_torch_ext_" + _TAG + re.escape(LIBRARY_SUFFIX) + r"$")
+LIBRARY_PREFIX = "libkestrel_mps_torch_ext_"
+_LIBRARY_RE = re.compile(r"^" + LIBRARY_PREFIX + _TAG + re.escape(LIBRARY_SUFFIX) + r"$")
 
 
 def include_dir() -> str:
@@ -80,7 +85,7 @@ def selftest_library() -> Path:
 
 def library_name(major: int, minor: int) -> str:
     """File name of the bridge library for torch major.minor on this OS."""
-    return f"libkestrel_mps_torch_ext_torch{major}{minor}{LIBRARY_SUFFIX}"
+    return f"{LIBRARY_PREFIX}torch{major}{minor}{LIBRARY_SUFFIX}"
 
 
 def parse_tag(torch_tag: str) -> tuple[int, int]:
@@ -91,14 +96,43 @@ def parse_tag(torch_tag: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+# The canonical PEP 440 forms torch releases and nightlies use. A string that
+# matches has the release packaging would parse; any other goes to packaging,
+# whose import (2 ms) is spared on the common path.
+_CANONICAL = re.compile(
+    r"(\d+)\.(\d+)(?:\.\d+)*"  # release
+    r"(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?"  # pre, post, dev
+    r"(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?"  # local label
+)
+
+
+def torch_minor(torch_version: str) -> tuple[int, int]:
+    """(major, minor) of a torch version string; local labels (+cpu, +cu130,
+    +gitabc), pre-releases and dev builds share their release's library."""
+    fast = _CANONICAL.fullmatch(torch_version)
+    if fast:
+        return int(fast[1]), int(fast[2])
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        release = Version(torch_version).release
+    except InvalidVersion:
+        raise UnsupportedTorchVersionError(
+            f"kestrel-mps-torch-ext cannot parse the torch version {torch_version!r}"
+        ) from None
+    if len(release) < 2:
+        raise UnsupportedTorchVersionError(
+            f"kestrel-mps-torch-ext needs a major.minor torch version, got {torch_version!r}"
+        )
+    return release[0], release[1]
+
+
 def library_path(torch_tag: str | None = None) -> Path:
     """Path of the bridge library for torch_tag (e.g. "torch213"; default the
     running torch's, which imports torch). The file need not exist: check
     with .is_file(), or let load_torch_mps_bridge() explain what is missing."""
     if torch_tag is None:
         import torch
-
-        from ._loader import torch_minor
 
         major, minor = torch_minor(str(torch.__version__))
     else:

@@ -244,7 +244,7 @@ def main(as_json: bool) -> int:
 
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from ._errors import KestrelMPSError
     from ._loader import load_torch_mps_bridge
     from ._paths import selftest_library

@@ -1,6 +1,7 @@
-"""The value types the bridge hands out. No `from __future__ import
-annotations` here: NamedTuple would keep its field types as ForwardRef
-strings, which help() and inspect.signature() then show."""
+"""The value types the bridge hands out. A module of their own because it
+alone has no `from __future__ import annotations`: NamedTuple would keep
+its field types as ForwardRef strings, which help() and inspect.signature()
+then show."""
 
 from typing import NamedTuple
 

@@ -9,6 +9,7 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
+from support import fake, functional, meta, mkldnn, nested, quantized, sparse_coo, sparse_csr, wrapper_subclass
 
 NOT_A_TENSOR = "KESTREL_MPS_ERROR_NOT_A_TENSOR"
 UNSUPPORTED = "KESTREL_MPS_ERROR_UNSUPPORTED_TENSOR"
@@ -55,56 +56,6 @@ def test_object_whose_isinstance_check_raises(bridge):
     assert "isinstance" in bridge.last_error() and "Weird" in bridge.last_error()
     # The Python error raised inside isinstance() was cleared, not leaked.
     assert bridge.resolve(torch.zeros(1)).numel == 1
-
-
-def sparse_coo():
-    return torch.eye(3).to_sparse()
-
-
-def sparse_csr():
-    return torch.eye(3).to_sparse_csr()
-
-
-def mkldnn():
-    if not torch.backends.mkldnn.is_available():
-        pytest.skip("this torch build has no mkldnn")
-    return torch.randn(2, 3).to_mkldnn()
-
-
-def nested():
-    return torch.nested.nested_tensor([torch.zeros(2), torch.zeros(3)])
-
-
-def quantized():
-    return torch.quantize_per_tensor(torch.randn(4), 0.1, 0, torch.qint8)
-
-
-def meta():
-    return torch.empty(3, 4, device="meta")
-
-
-def functional():
-    return torch._to_functional_tensor(torch.zeros(3))
-
-
-def fake():
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    with FakeTensorMode():
-        return torch.zeros(3)
-
-
-def wrapper_subclass():
-    class Wrapper(torch.Tensor):
-        @staticmethod
-        def __new__(cls, inner):
-            return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype)
-
-        @classmethod
-        def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
-            raise NotImplementedError
-
-    return Wrapper(torch.zeros(2, 2))
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
-from conftest import MPS, stream_usable
+from support import MPS, stream_usable
 
 SECONDS = float(os.environ.get("KESTREL_STRESS_SECONDS", "10"))
 THREADS = 8

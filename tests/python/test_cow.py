@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import kestrel_mps_torch_ext as kmte
-from conftest import published_device, requires_mps
+from support import published_device, requires_mps
 
 
 def test_read_keeps_the_shared_buffer_and_write_gets_its_own(front_end):

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import DTYPES, expect_descriptor, views
 
-from conftest import expect_descriptor
-from test_descriptor import DTYPES, views
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the device machine)")
 pytestmark = [requires_cuda, pytest.mark.cuda]

@@ -7,58 +7,7 @@ import ctypes
 
 import pytest
 import torch
-
-from conftest import addressed_view, element_bytes, expect_descriptor
-
-# DLPack 1.1 (code, bits, lanes) per torch dtype, as the header documents.
-DTYPES = {
-    torch.bool: (6, 8, 1),
-    torch.uint8: (1, 8, 1),
-    torch.uint16: (1, 16, 1),
-    torch.uint32: (1, 32, 1),
-    torch.uint64: (1, 64, 1),
-    torch.int8: (0, 8, 1),
-    torch.int16: (0, 16, 1),
-    torch.int32: (0, 32, 1),
-    torch.int64: (0, 64, 1),
-    torch.float16: (2, 16, 1),
-    torch.float32: (2, 32, 1),
-    torch.float64: (2, 64, 1),
-    torch.bfloat16: (4, 16, 1),
-    torch.complex32: (5, 32, 1),
-    torch.complex64: (5, 64, 1),
-    torch.complex128: (5, 128, 1),
-    torch.float8_e5m2: (12, 8, 1),
-    torch.float8_e4m3fn: (10, 8, 1),
-    torch.float8_e5m2fnuz: (13, 8, 1),
-    torch.float8_e4m3fnuz: (11, 8, 1),
-    torch.float8_e8m0fnu: (14, 8, 1),
-    torch.float4_e2m1fn_x2: (17, 4, 2),
-}
-
-
-def make(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
-    n = 1
-    for s in shape:
-        n *= s
-    raw = torch.randint(0, 256, (n * torch.empty((), dtype=dtype).element_size(),), dtype=torch.uint8)
-    return raw.view(dtype).reshape(shape) if shape else raw.view(dtype).reshape(())
-
-
-def torch_dlpack_dtype(t: torch.Tensor) -> tuple[int, int, int] | None:
-    """(code, bits, lanes) from torch's own DLPack export, or None if torch
-    does not export this dtype."""
-    try:
-        capsule = torch.utils.dlpack.to_dlpack(t)
-    except (RuntimeError, TypeError, BufferError):
-        return None
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.c_void_p
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    p = get(capsule, b"dltensor")
-    # DLTensor: data (8), device (8), ndim (4), then dtype {u8 code, u8 bits, u16 lanes}
-    raw = (ctypes.c_uint8 * 4).from_address(p + 20)
-    return raw[0], raw[1], raw[2] | (raw[3] << 8)
+from support import DTYPES, addressed_view, element_bytes, expect_descriptor, make, torch_dlpack_dtype, views
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
@@ -77,32 +26,6 @@ def test_dtype_agrees_with_torchs_own_dlpack_export(front_end, dtype):
     if theirs is None:
         pytest.skip(f"torch {torch.__version__} does not export {dtype} through DLPack")
     assert front_end.resolve(t).dtype == theirs
-
-
-def views() -> dict[str, torch.Tensor]:
-    base = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
-    return {
-        "contiguous": base,
-        "transpose": base.transpose(1, 3),
-        "permute": base.permute(3, 1, 0, 2),
-        "slice_step": base[:, ::2, 1::3],
-        "narrow": base.narrow(2, 1, 2),
-        "select": base[1, 2],
-        "expand_zero_strides": torch.arange(4.0).reshape(4, 1).expand(4, 7),
-        "unsqueeze_expand": torch.arange(3.0)[None, :, None].expand(5, 3, 2),
-        "unfold_overlapping": torch.arange(20.0).unfold(0, 5, 2),
-        "as_strided": torch.arange(64.0).as_strided((3, 3), (5, 2), 7),
-        "zero_dim": torch.tensor(3.5),
-        "zero_dim_view": base[1, 2, 3, 4],
-        "empty": torch.empty(0),
-        "empty_2d_view": base[:, 3:3],
-        "empty_offset": base.reshape(-1)[17:17],
-        "one_element": base[1:2, 2:3, 3:4, 4:5],
-        "sixteen_dims": torch.arange(2.0**16).reshape((2,) * 16),
-        "channels_last": torch.randn(2, 3, 4, 5).to(memory_format=torch.channels_last),
-        "diagonal": torch.arange(25.0).reshape(5, 5).diagonal(),
-        "real_of_complex": torch.randn(4, 3, dtype=torch.complex64).real,
-    }
 
 
 @pytest.mark.parametrize("name", list(views()))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import kestrel_mps_torch_ext as kmte
-from test_published_abi import STANDARDS, compiler
+from support import STANDARDS, compiler
 
 ROOT = Path(__file__).resolve().parents[2]
 FINGERPRINT = ROOT / "tests" / "abi" / "ext_fingerprint.c"

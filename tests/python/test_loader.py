@@ -34,13 +34,13 @@ LIB = _paths.library_dir() / _paths.library_name(*RUNNING)
     ],
 )
 def test_version_parsing(version, minor):
-    assert _loader.torch_minor(version) == minor
+    assert _paths.torch_minor(version) == minor
 
 
 @pytest.mark.parametrize("version", ["not-a-version", "", "2"])
 def test_unparseable_versions_are_refused(version):
     with pytest.raises(kmte.UnsupportedTorchVersionError, match="torch version"):
-        _loader.torch_minor(version)
+        _paths.torch_minor(version)
 
 
 def test_patch_releases_and_local_labels_share_one_library():
@@ -331,7 +331,7 @@ def test_a_library_cut_mid_segment_without_section_headers_is_refused(tmp_path):
 def test_a_mach_o_segment_past_the_end_is_refused():
     import struct
 
-    from kestrel_mps_torch_ext._binary import BinaryCheckError, _check_macho
+    from kestrel_mps_torch_ext._loader import BinaryCheckError, _check_macho
 
     segment = struct.pack("<II16sQQQQiiII", 0x19, 72, b"__TEXT", 0, 0x4000, 0, 0x4000, 5, 5, 0, 0)
     header = struct.pack("<IiiIIIII", 0xFEEDFACF, 0x0100000C, 0, 6, 1, len(segment), 0, 0)

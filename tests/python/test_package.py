@@ -244,16 +244,44 @@ def test_the_wheel_is_named_for_the_minors_it_bundles():
     assert tags["Build"] == want, wheel
 
 
-def test_build_tags_name_the_minors_and_sort_as_pip_sorts_them():
-    sys.path.insert(0, str(ROOT / "tools"))
-    import build_wheel
+def build_backend():
+    """The package's build backend (backend/kestrel_build_backend.py), by
+    its path, as pip loads it from backend-path."""
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("kestrel_build_backend",
+                                                  ROOT / "backend" / "kestrel_build_backend.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_build_tags_name_the_minors_and_sort_as_pip_sorts_them():
     from packaging.utils import parse_wheel_filename
 
-    assert build_wheel.build_tag([(2, 13)]) == "1_torch213"
-    assert build_wheel.build_tag([(2, 9), (2, 10), (2, 15)]) == "1_torch29_torch210_torch215"
-    name = f"kestrel_mps_torch_ext-0.4.0-{build_wheel.build_tag([(2, 13), (2, 14)])}-cp311-cp311-linux_x86_64.whl"
+    backend = build_backend()
+    assert backend.build_tag([(2, 13)]) == "1_torch213"
+    assert backend.build_tag([(2, 9), (2, 10), (2, 15)]) == "1_torch29_torch210_torch215"
+    name = f"kestrel_mps_torch_ext-0.4.0-{backend.build_tag([(2, 13), (2, 14)])}-cp311-cp311-linux_x86_64.whl"
     assert parse_wheel_filename(name)[2] == (1, "_torch213_torch214")
+
+
+def test_every_pip_build_is_tagged_with_the_installed_minor(monkeypatch):
+    import torch
+
+    backend = build_backend()
+    major, minor = (int(p) for p in torch.__version__.split(".")[:2])
+    assert backend.installed_tag() == f"1_torch{major}{minor}"
+    seen = {}
+    monkeypatch.setattr(backend._scikit, "build_wheel", lambda d, settings, m: seen.update(settings) or "x.whl")
+    backend.build_wheel("dist")
+    assert seen["wheel.build-tag"] == f"1_torch{major}{minor}"
+    backend.build_wheel("dist", {"wheel.build-tag": "1_torch29_torch213"})  # a multi-minor wheel's, passed in
+    assert seen["wheel.build-tag"] == "1_torch29_torch213"
+    monkeypatch.setitem(sys.modules, "torch", None)  # pip's isolated build: no torch, no tag
+    seen.clear()
+    backend.build_wheel("dist")
+    assert "wheel.build-tag" not in seen
 
 
 FIND_PACKAGE = """cmake_minimum_required(VERSION 3.21)

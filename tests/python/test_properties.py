@@ -8,16 +8,14 @@ documented long run: 1,000,000)."""
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import addressed_view, element_bytes, expect_descriptor
-from kestrel_mps_torch_ext import _loader
-from test_descriptor import DTYPES
+from kestrel_mps_torch_ext import _paths
+from support import DTYPES, addressed_view, element_bytes, expect_descriptor
 
 EXAMPLES = int(os.environ.get("KESTREL_HYPOTHESIS_EXAMPLES", "10000"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
@@ -107,19 +105,19 @@ def test_version_fast_path_agrees_with_packaging(parts):
 
     major, minor, patch, pre, post, dev, local = parts
     v = f"{major}.{minor}.{patch}{pre}{post}{dev}{local}"
-    assert _loader._CANONICAL.fullmatch(v), v
-    assert _loader.torch_minor(v) == Version(v).release[:2]
+    assert _paths._CANONICAL.fullmatch(v), v
+    assert _paths.torch_minor(v) == Version(v).release[:2]
 
 
 @pytest.mark.parametrize("v", ["v2.13.0", "2.13.0-rc1", "2.13.0.RC1", " 2.13.0", "2.13.0_1"])
 def test_noncanonical_versions_go_to_packaging(v):
     from packaging.version import InvalidVersion, Version
 
-    assert not _loader._CANONICAL.fullmatch(v)
+    assert not _paths._CANONICAL.fullmatch(v)
     try:
         expected = Version(v).release[:2]
     except InvalidVersion:
         with pytest.raises(Exception, match="torch version"):
-            _loader.torch_minor(v)
+            _paths.torch_minor(v)
     else:
-        assert _loader.torch_minor(v) == expected
+        assert _paths.torch_minor(v) == expected

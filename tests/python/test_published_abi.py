@@ -6,18 +6,15 @@ once and cached; only an offline machine skips, saying so)."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import kestrel_mps_torch_ext as kmte
+from support import STANDARDS, compiler, published_include_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-import published_wheel  # noqa: E402
 
 FINGERPRINT = ROOT / "tests" / "abi" / "fingerprint.c"
 
@@ -25,19 +22,9 @@ FINGERPRINT = ROOT / "tests" / "abi" / "fingerprint.c"
 @pytest.fixture(scope="module")
 def published_include() -> Path:
     try:
-        return published_wheel.include_dir()
+        return published_include_dir()
     except RuntimeError as e:
         pytest.skip(f"offline: the published wheel is needed to compare with it ({e})")
-
-
-def compiler(lang: str) -> str:
-    name = {"c": "cc", "c++": "c++"}[lang]
-    path = shutil.which(name)
-    assert path, f"{name} is installed by the test setup"
-    return path
-
-
-STANDARDS = {"c": ["-std=c99", "-std=c11"], "c++": ["-std=c++11", "-std=c++17", "-std=c++20"]}
 
 
 def fingerprint(include: Path, lang: str, std: str, tmp: Path) -> str:

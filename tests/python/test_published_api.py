@@ -11,10 +11,10 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
-from conftest import published_device
 from kestrel_mps_torch_ext import _loader, _paths
+from support import published_device
 
-RUNNING = _loader.torch_minor(torch.__version__)
+RUNNING = _paths.torch_minor(torch.__version__)
 TAG = f"torch{RUNNING[0]}{RUNNING[1]}"
 
 

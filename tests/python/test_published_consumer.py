@@ -14,15 +14,11 @@ import pytest
 import torch
 
 import kestrel_mps_torch_ext as kmte
-from conftest import PUBLISHED_MPS_ONLY, published_device
-from published_consumer import SCALAR_TYPES, SUB_BYTE, V1Consumer, build, check_view
-from test_bad_input import (
-    fake, functional, meta, mkldnn, nested, quantized, sparse_coo, sparse_csr, wrapper_subclass,
+from support import (
+    DTYPES, PUBLISHED_MPS_ONLY, fake, functional, make, meta, mkldnn, nested, published_device, published_include_dir, quantized, sparse_coo, sparse_csr, views, wrapper_subclass,
 )
-from test_descriptor import DTYPES, make, views
+from published_consumer import SCALAR_TYPES, SUB_BYTE, V1Consumer, build, check_view
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-import published_wheel  # noqa: E402
 
 ON_MACOS = sys.platform == "darwin"
 
@@ -31,7 +27,7 @@ ON_MACOS = sys.platform == "darwin"
 def consumer(request, bridge, tmp_path_factory) -> V1Consumer:
     if request.param == "published_header":
         try:
-            include = published_wheel.include_dir()
+            include = published_include_dir()
         except RuntimeError as e:
             pytest.skip(f"offline: the published header comes from the published wheel ({e})")
     else:

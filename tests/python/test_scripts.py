@@ -76,7 +76,7 @@ needs_clang = pytest.mark.skipif(shutil.which("clang++") is None, reason="needs 
 def test_every_objective_c_file_compiles_against_the_stand_ins():
     proc = check_objc()
     assert proc.returncode == 0, proc.stderr
-    assert "tests/stream/consumer/metal_apple.mm: ok" in proc.stdout
+    assert "selftest/metal_apple.mm: ok" in proc.stdout
     assert "examples/stable_op/csrc/launch_metal.mm: ok" in proc.stdout
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
-from conftest import MPS
+from support import MPS
 
 HANDLES = ("current_stream", "command_buffer", "command_queue", "device", "dispatch_queue", "command_encoder")
 

@@ -1,0 +1,3 @@
+"""The package's version, in one place (pyproject.toml and CMake read it here)."""
+
+__version__ = "0.4.0"
