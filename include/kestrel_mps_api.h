@@ -119,7 +119,9 @@ extern "C" {
 typedef struct _object PyObject;
 #endif
 
-/* Largest dim of a KestrelMPSTensorView; 16 dims are allowed, 17 refused. */
+/* Largest number of dimensions of a KestrelMPSTensorView (and of a
+ * kestrel_mps_tensor, as KESTREL_MPS_MAX_NDIM): 16 are described, 17
+ * refused. */
 #define KESTREL_MPS_TORCH_EXT_MAX_DIMS 16
 /* KestrelMPSTorchExtAPI.api_version of this ABI. */
 #define KESTREL_MPS_TORCH_EXT_API_VERSION 1
@@ -131,7 +133,7 @@ typedef struct _object PyObject;
  * field 8 bytes. Written into memory the caller owns; everything is copied
  * except mtl_buffer, which is borrowed from the tensor's storage (valid while
  * the storage is alive and not resized; not retained). On failure the bridge
- * zero-fills the whole struct (the 0.1.x library left it partly written). */
+ * zero-fills the whole struct. */
 typedef struct KestrelMPSTensorView {
   /* The storage's base: on MPS its id<MTLBuffer> (not a GPU address; bind it
    * at storage_offset_bytes). Linux builds only: a CPU or CUDA tensor's base
@@ -277,8 +279,10 @@ typedef const KestrelMPSTorchExtAPI* (*KestrelMPSTorchExtAPIGetter)(void);
  * lower-case "kmte" keeps it apart from any name in the published style. */
 #define KESTREL_MPS_API_SYMBOL "KestrelMPS_kmte_ext_v1"
 
-/* Largest number of dimensions a kestrel_mps_tensor describes. */
-#define KESTREL_MPS_MAX_NDIM 16
+/* Largest number of dimensions a kestrel_mps_tensor describes: the
+ * published limit, under the extension's name (one limit, two spellings,
+ * since both headers' consumers compile against this one). */
+#define KESTREL_MPS_MAX_NDIM KESTREL_MPS_TORCH_EXT_MAX_DIMS
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */
@@ -821,14 +825,14 @@ KESTREL_MPS_INLINE kestrel_mps_function kestrel_mps_global_function(const char* 
  * extension's: KestrelMPSTorchExtAPI_v1 looked up in the global scope and
  * called. NULL, with a static message in *error_message (when not NULL),
  * if the getter is not loaded, returns NULL, or gives a table of another
- * api_version than KESTREL_MPS_TORCH_EXT_API_VERSION; *error_message is
- * NULL on success. */
+ * api_version than KESTREL_MPS_TORCH_EXT_API_VERSION; *error_message is ""
+ * on success, as with every helper here. */
 KESTREL_MPS_INLINE const KestrelMPSTorchExtAPI* kestrel_mps_find_published_api(
     const char** error_message) {
   KestrelMPSTorchExtAPIGetter getter =
       (KestrelMPSTorchExtAPIGetter)kestrel_mps_global_function("KestrelMPSTorchExtAPI_v1");
   const KestrelMPSTorchExtAPI* api = getter != NULL ? getter() : NULL;
-  const char* why = NULL;
+  const char* why = "";
   if (getter == NULL) {
     why = "KestrelMPSTorchExtAPI_v1 is not loaded: call "
           "kestrel_mps_torch_ext.load_torch_mps_bridge() first (it loads the bridge RTLD_GLOBAL)";

@@ -77,7 +77,8 @@ TEST_CASE("after Python loads the bridge, dlsym finds a table for this torch") {
 #ifdef KESTREL_MPS_CAP_ATEN_TENSORS  // a 0.3.0 header
   const char* why = "not cleared";
   const KestrelMPSTorchExtAPI* published = kestrel_mps_find_published_api(&why);
-  CHECK(why == nullptr);
+  REQUIRE(why != nullptr);
+  CHECK(std::string(why).empty());  // "" on success, as every helper's
   REQUIRE(published != nullptr);
   CHECK(published->api_version == KESTREL_MPS_TORCH_EXT_API_VERSION);
   CHECK(reinterpret_cast<std::uintptr_t>(published) == uint64_t(eval_int("kestrel_mps_torch_ext.get_api_pointer()")));
