@@ -15,6 +15,7 @@ excluded, for a wheel that can be published, and checks nothing was bundled.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import subprocess
@@ -93,11 +94,16 @@ def main() -> int:
     # At a terminal, pip's and CMake's own progress (-v); in logs, quiet.
     # --config-settings, not -C: Debian 12's pip (23.0) lacks the short form.
     verbosity = "-v" if sys.stdout.isatty() else "-q"
+    # A build directory of this interpreter's, kept: the next build of the
+    # same interpreter (the demo's, then the tests') is incremental.
+    build_dir = args.build_dir / "wheel" / hashlib.sha256(sys.executable.encode()).hexdigest()[:12]
+    # The extra libraries always given (empty too): the kept build directory
+    # would otherwise remember the last build's.
     cmd = [sys.executable, "-m", "pip", "wheel", verbosity, "--no-build-isolation", "--no-deps", "-w", str(args.out),
-           str(ROOT)]
+           f"--config-settings=build-dir={build_dir}",
+           "--config-settings=cmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)), str(ROOT)]
     if extra:  # one minor: the build backend names it, as in any pip build
         cmd.append(f"--config-settings=wheel.build-tag={build_tag(sorted(set(bundled)))}")
-        cmd.append("--config-settings=cmake.define.KESTREL_EXTRA_SHIMS=" + ";".join(map(str, extra)))
     subprocess.run(cmd, check=True)
     (wheel,) = args.out.glob("kestrel_mps_torch_ext-*.whl")
     tag = build_tag(sorted(set(bundled)))

@@ -2,8 +2,8 @@
 compile against the MPS headers of every supported torch minor: the
 ordinary -DKESTREL_SIMULATED_MPS=ON build, configured against each minor's
 macOS wheel (whose ATen/mps headers are the files every wheel of that
-release ships), with every object file built and nothing linked (the wheel's
-libraries are Mach-O). Only compiled: the suite runs the simulation over
+release ships), with every object that includes them (the model's and the
+shim's) built and nothing linked (the wheel's libraries are Mach-O). Only compiled: the suite runs the simulation over
 the installed torch (tools/test_simulated.sh).
 
     python tools/check_sim_headers.py [2.9.1 2.10.0 ...]
@@ -32,7 +32,11 @@ def compile_all(version: str) -> list[str]:
         return (proc.stdout + proc.stderr).splitlines()[-10:]
     targets = subprocess.run(["ninja", "-C", str(build), "-t", "targets", "all"], capture_output=True,
                              text=True, check=True).stdout
-    objects = [line.split(":")[0] for line in targets.splitlines() if line.split(":")[0].endswith(".o")]
+    # The objects that include torch's MPS headers: the model and the shim
+    # (its Metal backend among them). The consumers and stand-ins include
+    # none, and the stream suite compiles them under the installed torch.
+    objects = [line.split(":")[0] for line in targets.splitlines()
+               if line.split(":")[0].endswith(".o") and ("kestrel_sim_mps.dir" in line or "kestrel_shim.dir" in line)]
     if not any(o.endswith("stream_mps.cpp.o") for o in objects) or not any(
             o.endswith("mps_model.cpp.o") for o in objects):
         return [f"the build has no stream_mps.cpp or mps_model.cpp object: {objects}"]

@@ -1,8 +1,9 @@
 # Sourced by demo.sh and test.sh: installs what a fresh machine lacks.
 # PYTHON: the interpreter to build and test with (default: the active
-#   virtualenv's, else the project's own .venv, made on first use).
+#   virtualenv's, else the project's own .venv, made on first use; a system
+#   interpreter that refuses pip installs gets the .venv made from it).
 # KESTREL_TORCH_SPEC: what `pip install` gets when no torch is importable
-#   (default torch==2.13.0; pip options allowed, e.g. an --index-url).
+#   (default: torch 2.13.0, the CPU build on Linux; pip options allowed).
 # KESTREL_BUILD_DIR: where builds go (default build/ in the checkout).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,6 +23,7 @@ if [[ $(uname) == Linux ]]; then
   command -v cmake >/dev/null || need_apt+=(cmake)
   command -v ninja >/dev/null || need_apt+=(ninja-build)
   command -v g++ >/dev/null || need_apt+=(g++)
+  command -v ccache >/dev/null || need_apt+=(ccache)
   if [[ ${KESTREL_WITH_TESTS:-0} == 1 ]]; then
     [[ -f /usr/include/catch2/catch.hpp || -f /usr/include/catch2/catch_test_macros.hpp ]] || need_apt+=(catch2)
     command -v clang >/dev/null || need_apt+=(clang)
@@ -29,32 +31,65 @@ if [[ $(uname) == Linux ]]; then
   fi
   if ((${#need_apt[@]})); then apt_install "${need_apt[@]}"; fi
 fi
+# ccache: the same translation unit is compiled by several steps of a run
+# (the wheel, the tests, the example), and again by the next run; CMake
+# reads these variables when it first configures a build directory. With no
+# ccache, nothing changes. KESTREL_NO_CCACHE=1 turns it off.
+# Paths under the checkout are hashed relative to it, so that a fresh clone
+# elsewhere (CI's) hits what the last one compiled.
+if [[ -z ${KESTREL_NO_CCACHE:-} ]] && command -v ccache >/dev/null; then
+  export CMAKE_C_COMPILER_LAUNCHER=ccache CMAKE_CXX_COMPILER_LAUNCHER=ccache
+  export CCACHE_BASEDIR="$ROOT" CCACHE_NOHASHDIR=1
+fi
 
 # The interpreter: $PYTHON, else the active virtualenv's, else the
 # project's own .venv, made once and reused. It sees the system's packages
 # (an installed torch is reused, not downloaded again) and takes pip
 # installs, which a stock Debian/Ubuntu python refuses outside a venv.
+# An interpreter that takes pip installs as it is: a venv's, or one not
+# marked externally managed (PEP 668, as Debian's and Ubuntu's are).
+takes_pip() {
+  "$1" -c 'import sys, sysconfig, os
+sys.exit(0 if sys.prefix != sys.base_prefix or not os.path.exists(os.path.join(sysconfig.get_paths()["stdlib"], "EXTERNALLY-MANAGED")) else 1)'
+}
+# The project's .venv, made once from interpreter $1.
+project_venv() {
+  if [[ ! -x $ROOT/.venv/bin/python ]]; then
+    if [[ $(uname) == Linux ]] && ! "$1" -c "import ensurepip" 2>/dev/null; then
+      apt_install python3-venv  # Debian and Ubuntu split venv's pip out of python3
+    fi
+    echo "== a project virtualenv: $ROOT/.venv from $1 (reused next time)" >&2
+    "$1" -m venv --system-site-packages "$ROOT/.venv"
+  fi
+  echo "$ROOT/.venv/bin/python"
+}
 if [[ -n ${PYTHON:-} ]]; then
   PY=$PYTHON
+  # A system interpreter that refuses pip installs: the .venv is made from it.
+  takes_pip "$PY" || PY=$(project_venv "$PY")
 elif [[ -n ${VIRTUAL_ENV:-} ]]; then
   PY=$VIRTUAL_ENV/bin/python
 else
-  PY=$ROOT/.venv/bin/python
-  if [[ ! -x $PY ]]; then
-    if [[ $(uname) == Linux ]] && ! python3 -c "import ensurepip" 2>/dev/null; then
-      apt_install python3-venv  # Debian and Ubuntu split venv's pip out of python3
-    fi
-    echo "== a project virtualenv: $ROOT/.venv (reused next time; PYTHON=... picks another interpreter)"
-    python3 -m venv --system-site-packages "$ROOT/.venv"
-  fi
+  PY=$(project_venv python3)
 fi
 echo "== python: $PY"
 
+# The default torch: on Linux x86-64 the CPU build from PyTorch's own index
+# (about 200 MB; PyPI's default there is the CUDA build, about 3 GB with its
+# nvidia-* wheels, of no use to a Metal project); elsewhere PyPI's.
+if [[ $(uname -sm) == "Linux x86_64" ]]; then
+  default_torch="torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu"
+else
+  default_torch="torch==2.13.0"
+fi
+if [[ ${KESTREL_SETUP_PRINT:-} == 1 ]]; then  # what would be used, and stop (tests/python/test_setup_env.py)
+  echo "python=$PY"
+  echo "torch_spec=${KESTREL_TORCH_SPEC:-$default_torch}"
+  return 0 2>/dev/null || exit 0
+fi
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  spec=${KESTREL_TORCH_SPEC:-torch==2.13.0}
-  echo "== pip install $spec (no torch is importable with $PY)"
-  echo "   From PyPI on Linux x86-64 that is the CUDA build: about 3 GB with its nvidia-* wheels."
-  echo "   CPU only (about 200 MB): KESTREL_TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu'"
+  spec=${KESTREL_TORCH_SPEC:-$default_torch}
+  echo "== pip install $spec (no torch is importable with $PY; KESTREL_TORCH_SPEC picks another)"
   # Word-split on purpose: the spec may carry pip options (an index URL).
   # shellcheck disable=SC2086
   "$PY" -m pip install $spec
@@ -83,18 +118,14 @@ build_catch2_tests() {
   cmake --build "$BUILD/tests"
 }
 
-# Builds examples/stable_op against the installed torch and package, installs
-# it under $BUILD/stable_op-site and exports KESTREL_STABLE_OP_SITE there, so
-# that tests/python/test_stable_op.py runs that binary instead of building
-# its own.
+# Installs examples/stable_op as its README says (pip, no build isolation,
+# against the installed torch and package) into $BUILD/stable_op-site, and
+# exports KESTREL_STABLE_OP_SITE there, so that tests/python/test_stable_op.py
+# runs that binary instead of building its own.
 build_stable_op_example() {
   local site="$BUILD/stable_op-site"
-  rm -rf "$BUILD/stable_op" "$site"
-  cmake -S "$ROOT/examples/stable_op" -B "$BUILD/stable_op" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DPython_EXECUTABLE="$(command -v "$PY")" \
-    -DKestrelMPSTorchExt_DIR="$("$PY" -m kestrel_mps_torch_ext --cmake-dir)" >/dev/null
-  cmake --build "$BUILD/stable_op" >/dev/null
-  cmake --install "$BUILD/stable_op" --prefix "$site" >/dev/null
+  rm -rf "$site"
+  "$PY" -m pip install -q --no-build-isolation --no-deps --target "$site" "$ROOT/examples/stable_op"
   export KESTREL_STABLE_OP_SITE="$site"
 }
 

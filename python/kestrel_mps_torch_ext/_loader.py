@@ -36,11 +36,27 @@ def _format_minors(minors: list[tuple[int, int]]) -> str:
     return ", ".join(f"{a}.{b}" for a, b in minors) if minors else "none"
 
 
+def _source_checkout() -> str | None:
+    """The directory this package was pip-installed from, when it was a local
+    checkout (PEP 610's direct_url.json with dir_info); None otherwise."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+
+    try:
+        text = metadata.distribution("kestrel-mps-torch-ext").read_text("direct_url.json")
+        origin = json.loads(text) if text else {}
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    url = urlparse(str(origin.get("url", "")))
+    return unquote(url.path) if "dir_info" in origin and url.scheme == "file" else None
+
+
 def _remedies(bundled: list[tuple[int, int]]) -> tuple[str, ...]:
-    """Commands that get a working bridge, each tested by tools/test_minors.sh:
-    a torch of the newest bundled minor, or this package built from source
-    against the installed torch (from an index that has the sdist; from a
-    checkout, the checkout's path in place of the requirement)."""
+    """Commands that get a working bridge, each tested by tools/test_minors.sh
+    or tests/python/test_loader.py: a torch of the newest bundled minor, or
+    this package built from source against the installed torch, from the
+    checkout it was installed from if it was, else from the index's sdist."""
     import shlex
     import sys
 
@@ -48,8 +64,10 @@ def _remedies(bundled: list[tuple[int, int]]) -> tuple[str, ...]:
 
     # This interpreter by its path: the commands install where torch runs.
     python = f"{shlex.quote(sys.executable)} -m pip install"
+    checkout = _source_checkout()
+    what = shlex.quote(checkout) if checkout else f"--no-binary kestrel-mps-torch-ext kestrel-mps-torch-ext=={__version__}"
     source = (f"{python} scikit-build-core cmake ninja && {python} --no-build-isolation --no-deps "
-              f"--force-reinstall --no-binary kestrel-mps-torch-ext kestrel-mps-torch-ext=={__version__}")
+              f"--force-reinstall {what}")
     if not bundled:
         return (source,)
     major, minor = bundled[-1]
@@ -70,6 +88,16 @@ def select_library(torch_version: str, directory: Path | None = None) -> Path:
                 f"unset it to load the bundled library"
             )
         return chosen
+    if directory is None and os.environ.get(_paths.LIBRARY_DIR_ENV):
+        directory = _paths.library_dir()
+        where = f"{_paths.LIBRARY_DIR_ENV}={directory}"
+        if not directory.is_dir():
+            raise BridgeLoadError(f"kestrel-mps-torch-ext: {where} is not a directory; "
+                                  "unset it to load the bundled libraries")
+        if not _paths.bundled_minors(directory):
+            raise BridgeLoadError(f"kestrel-mps-torch-ext: {where} holds no bridge library "
+                                  f"({_paths.LIBRARY_PREFIX}torch<major><minor>{_paths.LIBRARY_SUFFIX}); "
+                                  "unset it to load the bundled libraries")
     directory = _paths.library_dir() if directory is None else directory
     name = _paths.library_name(major, minor)
     path = directory / name

@@ -129,8 +129,11 @@ def torch_minor(torch_version: str) -> tuple[int, int]:
 
 def library_path(torch_tag: str | None = None) -> Path:
     """Path of the bridge library for torch_tag (e.g. "torch213"; default the
-    running torch's, which imports torch). The file need not exist: check
-    with .is_file(), or let load_torch_mps_bridge() explain what is missing."""
+    running torch's, which imports torch), whether or not that file exists:
+    for a minor this installation does not bundle ("torch299", say) it is
+    the path the library would have. bundled_minors() lists the minors
+    present; load_torch_mps_bridge() explains what is missing. A tag that
+    is not torch + major + minor raises ValueError."""
     if torch_tag is None:
         import torch
 

@@ -17,6 +17,13 @@ const kestrel_mps_ext_api KestrelMPS_kmte_ext_v1 = {
     KESTREL_MPS_MAX_NDIM, 2, 99, 7, 0,
     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
     nullptr, nullptr, nullptr};
+
+// A published getter whose table says another api_version: a bridge of a
+// future published ABI, which this consumer must not use.
+static KestrelMPSTorchExtAPI future_table = {2, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+__attribute__((visibility("default"))) const KestrelMPSTorchExtAPI* KestrelMPSTorchExtAPI_v1(void) noexcept {
+  return &future_table;
+}
 }
 
 TEST_CASE("find_api finds the exported table through RTLD_DEFAULT") {
@@ -33,6 +40,17 @@ TEST_CASE("find_api finds the exported table through RTLD_DEFAULT") {
 TEST_CASE("find_api finds it through dlopen(NULL) from strict C11") {
   const char* why = nullptr;
   CHECK(find_from_c(&why) == &KestrelMPS_kmte_ext_v1);
+}
+
+TEST_CASE("find_published_api refuses a table of another api_version, saying so") {
+  const char* why = nullptr;
+  CHECK(kestrel_mps_find_published_api(&why) == nullptr);
+  REQUIRE(why != nullptr);
+  CHECK(std::string(why).find("another api_version") != std::string::npos);
+  future_table.api_version = KESTREL_MPS_TORCH_EXT_API_VERSION;  // the same getter, this version: found
+  CHECK(kestrel_mps_find_published_api(&why) == &future_table);
+  CHECK(std::string(why).empty());
+  future_table.api_version = 2;
 }
 
 int main(int argc, char** argv) { return kestrel_catch_run(argc, argv); }

@@ -54,7 +54,7 @@ def test_unbundled_minor_names_version_bundled_minors_file_and_remedy():
         _loader.select_library("2.8.1+cu126")
     msg = str(info.value)
     assert isinstance(info.value, ImportError)
-    assert "2.8.1+cu126" in msg
+    assert "2.8.1+cu126" in msg and "torch28" in msg  # the version and its tag
     assert _paths.library_name(2, 8) in msg
     assert f"{RUNNING[0]}.{RUNNING[1]}" in msg  # a bundled minor
     assert "build it from source" in msg and "Install a torch of a bundled minor" in msg
@@ -86,10 +86,50 @@ def test_supported_minors_are_the_files_present(tmp_path):
 def test_library_dir_override_is_honoured_and_checked(tmp_path, monkeypatch):
     monkeypatch.setenv(_paths.LIBRARY_DIR_ENV, str(tmp_path))
     assert _paths.library_dir() == tmp_path
+    (tmp_path / _paths.library_name(2, 9)).write_bytes(b"")  # another minor only
     with pytest.raises(kmte.UnsupportedTorchVersionError, match=str(tmp_path)):
         _loader.select_library(torch.__version__)
     shutil.copyfile(LIB, tmp_path / LIB.name)
     assert _loader.select_library(torch.__version__) == tmp_path / LIB.name
+
+
+@pytest.mark.parametrize("what, why", [("missing", "is not a directory"), ("empty", "holds no bridge library")])
+def test_a_bad_library_dir_override_names_the_variable_and_the_directory(tmp_path, monkeypatch, what, why):
+    directory = tmp_path / what
+    if what == "empty":
+        directory.mkdir()
+    monkeypatch.setenv(_paths.LIBRARY_DIR_ENV, str(directory))
+    with pytest.raises(kmte.BridgeLoadError) as info:
+        _loader.select_library(torch.__version__)
+    assert f"{_paths.LIBRARY_DIR_ENV}={directory} {why}" in str(info.value)
+    assert "unset it" in str(info.value)
+
+
+class _Distribution:
+    def __init__(self, direct_url: str | None) -> None:
+        self.direct_url = direct_url
+
+    def read_text(self, name: str) -> str | None:
+        return self.direct_url if name == "direct_url.json" else None
+
+
+@pytest.mark.parametrize("direct_url, checkout", [
+    ('{"url": "file:///src/kestrel%20mps", "dir_info": {"editable": true}}', "/src/kestrel mps"),
+    ('{"url": "file:///tmp/dist/kestrel_mps_torch_ext-0.4.0-cp311.whl", "archive_info": {}}', None),
+    (None, None),  # installed from an index: no direct_url.json
+])
+def test_the_source_remedy_fits_how_the_package_was_installed(monkeypatch, tmp_path, direct_url, checkout):
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: _Distribution(direct_url))
+    assert _loader._source_checkout() == checkout
+    with pytest.raises(kmte.UnsupportedTorchVersionError) as info:
+        _loader.select_library(torch.__version__, tmp_path)
+    (source,) = info.value.remedies
+    if checkout:
+        assert source.endswith("--no-build-isolation --no-deps --force-reinstall '/src/kestrel mps'")
+    else:
+        assert source.endswith(f"--no-binary kestrel-mps-torch-ext kestrel-mps-torch-ext=={kmte.__version__}")
 
 
 def test_missing_package_directory_is_an_unsupported_version_error(tmp_path):

@@ -50,6 +50,8 @@ def header_defines() -> dict[str, int]:
     text = HEADER.read_text()
     found = {m[1]: int(m[2]) for m in re.finditer(r"#define (KESTREL_MPS_\w+) (-?\d+)u?\b", text)}
     found.update({m[1]: int(m[2]) for m in re.finditer(r"\b(KESTREL_MPS_(?:OK|ERROR_\w+)) = (\d+)", text)})
+    # A macro defined as another (one limit, two spellings) has its value.
+    found.update({m[1]: found[m[2]] for m in re.finditer(r"#define (KESTREL_MPS_\w+) (KESTREL_MPS_\w+)\n", text)})
     return found
 
 

@@ -79,3 +79,14 @@ def test_the_probe_names_the_floor_on_an_old_mac(monkeypatch, fresh_probe):
     monkeypatch.setattr(torch, "__version__", "2.15.0")
     assert kmte.probe_mps().detail == ("unavailable: torch.backends.mps.is_available() is False: "
                                        "macOS 14.6 is below torch 2.15.0's MPS floor, macOS 15.0")
+
+
+def test_an_exception_with_no_message_is_reported_not_an_index_error(monkeypatch, fresh_probe):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+
+    def arange(*a, **k):
+        raise RuntimeError("")
+
+    monkeypatch.setattr(torch, "arange", arange)
+    assert kmte.probe_mps() == kmte.MPSProbe(True, False, "available but unusable: a 4-element round trip on "
+                                                          "mps raised RuntimeError: ")

@@ -11,7 +11,7 @@ import torch
 
 import kestrel_mps_torch_ext as kmte
 import kestrel_mps_torch_ext._abi as abi
-from kestrel_mps_torch_ext import _loader, _paths
+from kestrel_mps_torch_ext import _paths
 from support import published_device
 
 RUNNING = _paths.torch_minor(torch.__version__)
@@ -94,22 +94,14 @@ def test_library_path_default_and_tags(bridge):
     assert kmte.library_path(TAG) == bridge.path
     assert kmte.library_path("torch29").name == _paths.library_name(2, 9)
     assert kmte.library_path("torch215").parent == bridge.path.parent
-    assert not kmte.library_path("torch28").exists()
+    assert not kmte.library_path("torch28").exists()  # a minor not bundled: where it would be
+    assert "whether or not that file exists" in kmte.library_path.__doc__
 
 
 @pytest.mark.parametrize("bad", ["2.13", "torch", "torchx13", "torch2", "Torch213", "torch2.13", ""])
 def test_library_path_refuses_what_is_not_a_tag(bad):
     with pytest.raises(ValueError, match="torch tag"):
         kmte.library_path(bad)
-
-
-def test_unsupported_minor_is_an_import_error_naming_version_tag_minors_file_and_remedy():
-    with pytest.raises(ImportError) as info:
-        _loader.select_library("2.8.1+cu126")
-    msg = str(info.value)
-    for part in ("2.8.1+cu126", "torch28", _paths.library_name(2, 8), f"{RUNNING[0]}.{RUNNING[1]}",
-                 "build it from source"):
-        assert part in msg, part
 
 
 def test_version_is_written_once_and_follows_the_published_line():

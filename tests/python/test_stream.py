@@ -50,3 +50,11 @@ def test_unknown_sync_kind_is_an_argument_error_everywhere(bridge):
     for kind in (0, 4, -1):
         assert bridge.api.synchronize(kind) == 1
         assert "sync_kind" in bridge.last_error()
+
+
+@pytest.mark.parametrize("entry", ["KestrelMPSCommandBuffer", "KestrelMPSCommandEncoder"])
+def test_published_handle_entries_clear_out_when_they_fail(bridge, entry, unavailable_reason):
+    out = ctypes.c_void_p(0x5EED)  # a sentinel: a failure must not leave it
+    message = getattr(bridge, entry)(ctypes.c_void_p(0x1000), ctypes.byref(out))
+    assert message and "MPS unavailable" in ctypes.string_at(message).decode()
+    assert out.value is None
