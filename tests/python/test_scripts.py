@@ -77,7 +77,7 @@ def test_every_objective_c_file_compiles_against_the_stand_ins():
     proc = check_objc()
     assert proc.returncode == 0, proc.stderr
     assert "selftest/metal_apple.mm: ok" in proc.stdout
-    assert "examples/stable_op/csrc/launch_metal.mm: ok" in proc.stdout
+    assert "examples/stable_op/csrc/metal_calls.mm: ok" in proc.stdout
 
 
 @needs_clang

@@ -1,6 +1,6 @@
 """The stable-ABI example (examples/stable_op) over the simulated runtime:
-its ops' Metal launch sequence (consumers/stable_op_launch.cpp, the twin of
-launch_metal.mm) on torch's coalesced encoder, on the stream's queue, the
+its ops' own Metal launch sequence (csrc/launch_metal.cpp, with the model's
+calls in place of metal_calls.mm: consumers/stable_op_metal.cpp) on torch's coalesced encoder, on the stream's queue, the
 GPU work run only when torch's stream commits. CPU tensors stand in for MPS
 tensors, as everywhere in the simulation; the model checks Metal's and
 torch's rules on every launch (conftest's clean_model)."""

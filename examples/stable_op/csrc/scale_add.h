@@ -51,11 +51,22 @@ inline KernelParams kernel_params(const Operands& ops) {
 #define KESTREL_EXAMPLE_METAL_DEVICE KESTREL_MPS_DEVICE_METAL
 #endif
 
-// Metal (launch_metal.mm, macOS only; the simulated runtime's twin is
-// tests/sim/consumers/stable_op_launch.cpp): encodes the kernel on torch's
-// coalesced encoder on the stream's queue. Returns "" or the reason it could
-// not launch.
+// Metal (launch_metal.cpp): encodes the kernel on torch's coalesced encoder
+// on the stream's queue. Returns "" or the reason it could not launch.
 std::string launch_metal(const kestrel_mps_ext_api& api, const Operands& ops);
+
+// The Metal calls launch_metal makes (metal_calls.mm on macOS; over the
+// simulated runtime, tests/sim/consumers/stable_op_metal.cpp), so that the
+// launch sequence is written once.
+namespace metal {
+// The kernel's pipeline on `device` (an id<MTLDevice>), made once; nullptr
+// with `error` set on failure.
+void* pipeline(void* device, std::string& error);
+// On `encoder` (torch's coalesced id<MTLComputeCommandEncoder>): the
+// pipeline, x, y, out at indices 0, 1, 2 (each at its byte offset), the
+// params at 3, one thread per element.
+void encode(void* encoder, void* pipeline, const Operands& ops, const KernelParams& params);
+}  // namespace metal
 #endif
 
 }  // namespace kestrel_example
