@@ -96,23 +96,42 @@ struct FloorView {
   c10::ScalarType dtype;
 };
 
+// One call of each row, never inlined: bench/instructions.py counts the
+// instructions of these functions per call under callgrind (the same few
+// instructions of call overhead in every row, the floor's included).
+#define STEP extern "C" __attribute__((noinline, used))
+
+STEP void step_floor(PyObject* obj, FloorView* v) {
+  const at::Tensor& t = THPVariable_Unpack(obj);
+  const c10::TensorImpl* impl = t.unsafeGetTensorImpl();
+  v->data = impl->storage().data();
+  v->offset = impl->storage_offset();
+  const auto sizes = impl->sizes();
+  const auto strides = impl->strides();
+  v->ndim = int64_t(sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    v->sizes[i] = sizes[i];
+    v->strides[i] = strides[i];
+  }
+  v->dtype = impl->dtype().toScalarType();
+}
+STEP void step_kestrel(PyObject* obj, kestrel_mps_tensor* d) { g_api->resolve_tensor(obj, KESTREL_MPS_ACCESS_READ, d); }
+STEP void step_kestrel_aten(void* handle, kestrel_mps_tensor* d) {
+  g_api->resolve_aten_tensor(handle, KESTREL_MPS_ACCESS_READ, d);
+}
+STEP void step_kestrel_v1(PyObject* obj, KestrelMPSTensorView* v) { g_v1->tensor_view_from_pyobject(obj, v); }
+STEP void step_kestrel_batch8(void* const* objs, kestrel_mps_tensor* out) {
+  g_api->resolve_tensors(objs, 8, nullptr, out, nullptr);
+}
+STEP void step_dlpack_c(PyObject* obj, DLTensor* t) { g_dlpack->dltensor_from_py_object_no_sync(obj, t); }
+STEP void step_python(PyObject* fn, PyObject* obj) { Py_DECREF(PyObject_CallOneArg(fn, obj)); }
+
 void floor_(benchmark::State& state, const char* name) {
   PyObject* obj = object(name);
   AllocCounter count(state);
+  FloorView v;
   for (auto _ : state) {
-    const at::Tensor& t = THPVariable_Unpack(obj);
-    const c10::TensorImpl* impl = t.unsafeGetTensorImpl();
-    FloorView v;
-    v.data = impl->storage().data();
-    v.offset = impl->storage_offset();
-    const auto sizes = impl->sizes();
-    const auto strides = impl->strides();
-    v.ndim = int64_t(sizes.size());
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      v.sizes[i] = sizes[i];
-      v.strides[i] = strides[i];
-    }
-    v.dtype = impl->dtype().toScalarType();
+    step_floor(obj, &v);
     benchmark::DoNotOptimize(v);
   }
 }
@@ -126,7 +145,7 @@ void kestrel(benchmark::State& state, const char* name) {
   }
   AllocCounter count(state);
   for (auto _ : state) {
-    g_api->resolve_tensor(obj, KESTREL_MPS_ACCESS_READ, &d);
+    step_kestrel(obj, &d);
     benchmark::DoNotOptimize(d);
   }
 }
@@ -141,7 +160,7 @@ void kestrel_aten(benchmark::State& state, const char* name) {
   }
   AllocCounter count(state);
   for (auto _ : state) {
-    g_api->resolve_aten_tensor(handle, KESTREL_MPS_ACCESS_READ, &d);
+    step_kestrel_aten(handle, &d);
     benchmark::DoNotOptimize(d);
   }
 }
@@ -155,7 +174,7 @@ void kestrel_v1(benchmark::State& state, const char* name) {
   }
   AllocCounter count(state);
   for (auto _ : state) {
-    g_v1->tensor_view_from_pyobject(obj, &v);
+    step_kestrel_v1(obj, &v);
     benchmark::DoNotOptimize(v);
   }
 }
@@ -167,7 +186,7 @@ void kestrel_batch8(benchmark::State& state) {
   kestrel_mps_tensor out[8];
   AllocCounter count(state);
   for (auto _ : state) {
-    g_api->resolve_tensors(objs, 8, nullptr, out, nullptr);
+    step_kestrel_batch8(objs, out);
     benchmark::DoNotOptimize(out);
   }
   state.counters["per_tensor_ns"] = benchmark::Counter(
@@ -179,7 +198,7 @@ void dlpack_c(benchmark::State& state, const char* name) {
   DLTensor t;
   AllocCounter count(state);
   for (auto _ : state) {
-    g_dlpack->dltensor_from_py_object_no_sync(obj, &t);
+    step_dlpack_c(obj, &t);
     benchmark::DoNotOptimize(t);
   }
 }
@@ -188,11 +207,7 @@ void call_python(benchmark::State& state, const char* fn_name, const char* name)
   PyObject* fn = object(fn_name);
   PyObject* obj = object(name);
   AllocCounter count(state);
-  for (auto _ : state) {
-    PyObject* r = PyObject_CallOneArg(fn, obj);
-    benchmark::DoNotOptimize(r);
-    Py_DECREF(r);
-  }
+  for (auto _ : state) step_python(fn, obj);
 }
 
 }  // namespace
