@@ -711,6 +711,10 @@ KESTREL_MPS_INLINE const kestrel_mps_ext_api* kestrel_mps_check_api(
     msg = "kestrel-mps-torch-ext: symbol KestrelMPS_kmte_ext_v1 not found: "
           "the bridge is not loaded; call "
           "kestrel_mps_torch_ext.load_torch_mps_bridge() in Python first";
+  } else if (api->struct_size < 2 * sizeof(uint32_t)) {
+    /* Nothing past struct_size is read before it says the field is there. */
+    msg = "kestrel-mps-torch-ext: KestrelMPS_kmte_ext_v1 is not a table: its "
+          "struct_size cannot even hold abi_version";
   } else if (api->abi_version != KESTREL_MPS_ABI_VERSION) {
     msg = "kestrel-mps-torch-ext: the loaded bridge has another ABI version "
           "than this consumer was compiled for (KESTREL_MPS_ABI_VERSION)";

@@ -25,7 +25,7 @@ from ._errors import (
     UnsupportedTorchVersionError,
 )
 
-__all__ = ["BinaryCheckError", "check_shared_library", "get_api_pointer", "install_import_guard",
+__all__ = ["BinaryCheckError", "check_library_bytes", "check_shared_library", "get_api_pointer", "install_import_guard",
            "load_torch_mps_bridge", "open_library", "select_library"]
 
 _lock = threading.Lock()
@@ -274,7 +274,11 @@ def _check_macho(data: bytes, start: int, end: int) -> None:
 def check_shared_library(path: Path) -> None:
     """Raise BinaryCheckError unless path holds a structurally complete ELF or
     Mach-O (thin or universal) shared library. Reads the file once."""
-    data = path.read_bytes()
+    check_library_bytes(path.read_bytes())
+
+
+def check_library_bytes(data: bytes) -> None:
+    """check_shared_library over a file's bytes (what tests/fuzz feeds it)."""
     if data[:4] == _ELF_MAGIC:
         _check_elf(data)
     elif len(data) >= 8 and struct.unpack_from(">I", data)[0] == _FAT_MAGIC:

@@ -75,6 +75,13 @@ TEST_CASE("check_api refuses what this consumer cannot use, with a reason") {
   CHECK(kestrel_mps_check_api(nullptr, nullptr) == nullptr);  // no message pointer: no crash
 }
 
+TEST_CASE("check_api reads nothing a table's struct_size does not declare (found by fuzzing)") {
+  const uint32_t four_bytes = 4;  // a "table" that is only its size field
+  const char* why = nullptr;
+  CHECK(kestrel_mps_check_api(&four_bytes, &why) == nullptr);
+  CHECK(std::string(why).find("cannot even hold abi_version") != std::string::npos);
+}
+
 TEST_CASE("an older bridge (0.2.0's table) passes check_api, and require_api names what it lacks") {
   const char* why = nullptr;
   kestrel_mps_ext_api api = valid_table();
