@@ -329,7 +329,9 @@ def test_unsupported_torch_fails_before_any_native_code_is_loaded(tmp_path):
         "from loaded_images import loaded_images\n"
         "print(any('kestrel_mps_torch_ext_torch' in image for image in loaded_images()))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    # The package directory itself, not an override (the sanitizer run sets one).
+    env = {k: v for k, v in os.environ.items() if k != _paths.LIBRARY_DIR_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.split() == ["UnsupportedTorchVersionError", "False"], out.stderr
 
 
