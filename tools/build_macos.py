@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,21 +186,27 @@ def main() -> int:
     lines = ["| torch | Mach-O arm64 dylib | bytes | torch imports, all two-level | checks |",
              "| --- | --- | --- | --- | --- |"]
     failed = 0
-    for version in args.versions:
+
+    def one(version: str) -> tuple[Path | None, list[str], float]:
         start = time.monotonic()
         try:
             lib = build(version, args.out)
         except subprocess.CalledProcessError as e:
-            errors = [l for l in (e.stdout + e.stderr).splitlines() if "error" in l][:5]
-            print(f"torch {version}: BUILD FAILED\n  " + "\n  ".join(errors), flush=True)
+            return None, [l for l in (e.stdout + e.stderr).splitlines() if "error" in l][:5], 0.0
+        return lib, check(lib), time.monotonic() - start
+
+    # Two at a time: each build is mostly serial (configure, one link).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(one, args.versions))
+    for version, (lib, problems, seconds) in zip(args.versions, results):
+        if lib is None:
+            print(f"torch {version}: BUILD FAILED\n  " + "\n  ".join(problems), flush=True)
             lines.append(f"| {version} | - | - | - | build failed |")
             failed += 1
             continue
-        problems = check(lib)
         failed += bool(problems)
         status = "all pass" if not problems else "; ".join(problems)
-        print(f"torch {version}: {lib.name}: {'OK' if not problems else 'FAIL'} "
-              f"({time.monotonic() - start:.0f} s)", flush=True)
+        print(f"torch {version}: {lib.name}: {'OK' if not problems else 'FAIL'} ({seconds:.0f} s)", flush=True)
         for p in problems:
             print(f"  {p}")
         lines.append(f"| {version} | `{lib.name}` | {lib.stat().st_size} | {torch_imports(lib)} | {status} |")

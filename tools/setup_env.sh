@@ -96,11 +96,15 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
 fi
 # numpy: torch warns "Failed to initialize NumPy" without it.
 pip_pkgs=("scikit-build-core>=0.10" "packaging>=21" cmake ninja numpy)
-[[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest hypothesis mypy)
+[[ ${KESTREL_WITH_TESTS:-0} == 1 ]] && pip_pkgs+=(pytest pytest-xdist hypothesis mypy)
 # pip's progress at a terminal; quiet in logs.
 [[ -t 1 ]] && PIP_Q=() || PIP_Q=(-q)
 echo "== pip install ${pip_pkgs[*]} (those missing)"
 "$PY" -m pip install "${PIP_Q[@]}" "${pip_pkgs[@]}"
+
+# pytest's workers: one per core (pytest-xdist), the suites are independent
+# per process. KESTREL_PYTEST_WORKERS=0 runs in one process.
+PYTEST_N=(-n "${KESTREL_PYTEST_WORKERS:-auto}")
 
 # Builds the wheel for the installed torch and installs it.
 build_and_install_wheel() {

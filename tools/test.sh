@@ -45,6 +45,8 @@ for step in $steps; do
     stream_sim) bash "$ROOT/tools/test_simulated.sh" ;;
     stream_mps) (cd "$ROOT/tests/stream" && KESTREL_STREAM_BACKEND=mps KESTREL_BUILD_DIR="$BUILD" \
                    "$PY" -m pytest -q -rs -p no:cacheprovider .) ;;
-    pytest) (cd "$ROOT" && "$PY" -m pytest tests/python -q -rs "$@") ;;
+    # The stable-ABI example installed once, as its README says, rather
+    # than built by each pytest worker.
+    pytest) build_stable_op_example && (cd "$ROOT" && "$PY" -m pytest tests/python -q -rs "${PYTEST_N[@]}" "$@") ;;
   esac
 done

@@ -40,7 +40,7 @@ for python in "$PY" "$OTHER_PY"; do
   # The other minor's pass: 2,000 property examples (test.sh's run: 10,000).
   if [[ $python == "$PY" ]]; then tests=("${MINOR_TESTS[@]}"); else tests=(tests/python); fi
   (cd "$ROOT" && KESTREL_HYPOTHESIS_EXAMPLES=${KESTREL_HYPOTHESIS_EXAMPLES:-2000} \
-    "$python" -m pytest "${tests[@]}" -q -p no:cacheprovider)
+    "$python" -m pytest "${tests[@]}" -q -p no:cacheprovider "${PYTEST_N[@]}")
   lib=$("$python" -c "import kestrel_mps_torch_ext as k; print(k.load_torch_mps_bridge().path)")
   rm "$lib"
   "$python" - "$lib" <<'PY'

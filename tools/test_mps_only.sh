@@ -12,6 +12,6 @@ cmake -S "$ROOT" -B "$MPS_ONLY_BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
   -DKESTREL_PUBLISHED_MPS_ONLY=ON -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
 cmake --build "$MPS_ONLY_BUILD" >/dev/null
 export KESTREL_MPS_TORCH_EXT_LIBRARY_DIR="$MPS_ONLY_BUILD/shim" KESTREL_TEST_MPS_ONLY_BUILD=1
-cd "$ROOT" && "$PY" -m pytest -q -rs -p no:cacheprovider "$@" \
+cd "$ROOT" && "$PY" -m pytest -q -rs -p no:cacheprovider "${PYTEST_N[@]}" "$@" \
   tests/python/test_published_consumer.py tests/python/test_published_api.py tests/python/test_cow.py \
   tests/python/test_stream.py tests/python/test_concurrency.py tests/python/test_bad_input.py

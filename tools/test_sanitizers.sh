@@ -30,6 +30,6 @@ asan_rt="$(${CXX:-g++} -print-file-name=libasan.so) $(${CXX:-g++} -print-file-na
 LD_PRELOAD="$asan_rt" "$PY" -c "import kestrel_mps_torch_ext as k, sys; p = str(k.load_torch_mps_bridge().path); print('loaded', p); sys.exit(0 if p.startswith('$ASAN_BUILD') else 'not the instrumented shim')"
 cd "$ROOT" && LD_PRELOAD="$asan_rt" KESTREL_HYPOTHESIS_EXAMPLES=${KESTREL_HYPOTHESIS_EXAMPLES:-1000} \
   KESTREL_STRESS_SECONDS=${KESTREL_STRESS_SECONDS:-4} \
-  "$PY" -m pytest -q -p no:cacheprovider -k "not test_rss_flat" "$@" "${NATIVE_TESTS[@]}"
+  "$PY" -m pytest -q -p no:cacheprovider "${PYTEST_N[@]}" -k "not test_rss_flat" "$@" "${NATIVE_TESTS[@]}"
 echo "== the simulated MPS runtime under ThreadSanitizer"
 KESTREL_SIM_TSAN=1 bash "$ROOT/tools/test_simulated.sh"
