@@ -8,9 +8,15 @@ flips, splices.
 
     python tests/fuzz/fuzz_library_check.py -max_total_time=30      # CI's short run
     python tests/fuzz/fuzz_library_check.py -runs=1000000            # the long run, by hand
+
+libFuzzer writes what it finds into its first corpus directory: a copy of
+the seeds in a scratch directory, unless one is given; the seeds in the tree
+stay three files.
 """
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import atheris
@@ -27,6 +33,10 @@ def one_input(data: bytes) -> None:
 
 
 if __name__ == "__main__":
-    corpus = str(Path(__file__).with_name("binary_corpus"))
-    atheris.Setup([sys.argv[0], "-timeout=1", "-rss_limit_mb=2048", *sys.argv[1:], corpus], one_input)
+    args = sys.argv[1:]
+    if not any(not a.startswith("-") for a in args):
+        scratch = Path(tempfile.mkdtemp(prefix="kestrel-fuzz-"))
+        shutil.copytree(Path(__file__).with_name("binary_corpus"), scratch, dirs_exist_ok=True)
+        args.append(str(scratch))
+    atheris.Setup([sys.argv[0], "-timeout=1", "-rss_limit_mb=2048", *args], one_input)
     atheris.Fuzz()
