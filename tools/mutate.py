@@ -47,6 +47,10 @@ MUTANTS = [
      "return lowest == 0 || lowest > 256 ? 256u : static_cast<uint32_t>(lowest);",
      "return lowest > 256 ? 256u : static_cast<uint32_t>(lowest);",
      "byte_offset_align 0 for offset 0", ["py:test_descriptor.py"]),
+    ("core-device-index-first", "shim/resolve_core.h",
+     "out->device_index = device.has_index() ? device.index() : 0;",
+     "out->device_index = 0;",
+     "every tensor reported on device 0", ["py:test_descriptor.py"]),
     ("python-gil-unchecked", "shim/resolve_python.cpp",
      "return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,",
      "if (false) return fail(KESTREL_MPS_ERROR_GIL_NOT_HELD,",
@@ -168,6 +172,9 @@ def main() -> int:
         return 0
     if not SRC.exists():
         run(["git", "clone", "-q", "--shared", str(ROOT), str(SRC)], check=True)
+    # A clone kept from an earlier run (its builds stay warm) moves to HEAD.
+    run(["git", "-C", str(SRC), "fetch", "-q", str(ROOT), "HEAD"], check=True)
+    run(["git", "-C", str(SRC), "reset", "-q", "--hard", "FETCH_HEAD"], check=True)
     # The package's include/ where include_dir() looks, as in a wheel.
     link = SRC / "python" / "kestrel_mps_torch_ext" / "include"
     if not link.exists():

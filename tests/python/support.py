@@ -192,6 +192,58 @@ def torch_dlpack_dtype(t: torch.Tensor) -> tuple[int, int, int] | None:
     return raw[0], raw[1], raw[2] | (raw[3] << 8)
 
 
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p),
+        ("device", _DLDevice),
+        ("ndim", ctypes.c_int32),
+        ("dtype", ctypes.c_uint8 * 4),  # code, bits, lanes (u16)
+        ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)),
+        ("byte_offset", ctypes.c_uint64),
+    ]
+
+
+class _DLManaged(ctypes.Structure):
+    pass
+
+
+_DL_DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(_DLManaged))
+_DLManaged._fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", _DL_DELETER)]
+# What each borrowed tensor keeps alive, by its DLManagedTensor's address,
+# until torch frees the storage and calls the deleter.
+_BORROWED: dict[int, tuple[object, ...]] = {}
+_release = _DL_DELETER(lambda managed: _BORROWED.pop(ctypes.addressof(managed.contents), None))
+_capsule_new = ctypes.pythonapi.PyCapsule_New
+_capsule_new.restype = ctypes.py_object
+_capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+
+def on_second_device(src: torch.Tensor, index: int = 1) -> torch.Tensor:
+    """src's memory, shape and strides as a tensor torch places on mps:<index>,
+    made through DLPack (kDLMetal), so that a device index other than 0 can
+    be resolved on a machine with no GPU, or one. The memory is host memory:
+    fine for resolution, which reads metadata only, never for a kernel."""
+    dl = torch_dlpack_dtype(src)
+    assert dl is not None, src.dtype
+    code, bits, lanes = dl
+    shape = (ctypes.c_int64 * src.dim())(*src.shape)
+    strides = (ctypes.c_int64 * src.dim())(*src.stride())
+    managed = _DLManaged()
+    managed.dl_tensor = _DLTensor(
+        src.data_ptr(), _DLDevice(8, index), src.dim(), (ctypes.c_uint8 * 4)(code, bits, lanes & 0xFF, lanes >> 8),
+        shape, strides, 0)
+    managed.deleter = _release
+    _BORROWED[ctypes.addressof(managed)] = (src, shape, strides, managed)
+    t = torch._C._from_dlpack(_capsule_new(ctypes.addressof(managed), b"dltensor", None))
+    assert t.device == torch.device("mps", index), t.device
+    return t
+
+
 def views() -> dict[str, torch.Tensor]:
     base = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5)
     return {

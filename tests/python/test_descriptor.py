@@ -7,7 +7,16 @@ import ctypes
 
 import pytest
 import torch
-from support import DTYPES, addressed_view, element_bytes, expect_descriptor, make, torch_dlpack_dtype, views
+from support import (
+    DTYPES,
+    addressed_view,
+    element_bytes,
+    expect_descriptor,
+    make,
+    on_second_device,
+    torch_dlpack_dtype,
+    views,
+)
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=str)
@@ -80,6 +89,19 @@ def test_the_table_says_it_fills_byte_offset_align(bridge):
     import kestrel_mps_torch_ext._abi as abi
 
     assert bridge.capabilities & abi.CAP_OFFSET_ALIGN
+
+
+@pytest.mark.parametrize("index", [1, 5])
+def test_device_index_of_a_device_other_than_the_first(front_end, index):
+    # Without two GPUs: a tensor torch places on mps:<index>, made through
+    # DLPack over host memory (resolution reads metadata only).
+    # test_cuda.py checks the same on every GPU of a multi-GPU machine.
+    t = on_second_device(torch.arange(12.0).reshape(3, 4)[:, 1:], index)
+    d = front_end.resolve(t)
+    assert (d.device_type, d.device_index) == (8, index)
+    expect_descriptor(d, t)
+    cpu, other = front_end.resolve_many([torch.ones(2), t])
+    assert (cpu.device_index, other.device_index) == (0, index)
 
 
 def test_descriptor_is_a_copy_not_a_reference_to_torch_metadata(front_end):
