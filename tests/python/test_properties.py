@@ -109,7 +109,7 @@ def test_version_fast_path_agrees_with_packaging(parts):
     assert _paths.torch_minor(v) == Version(v).release[:2]
 
 
-@pytest.mark.parametrize("v", ["v2.13.0", "2.13.0-rc1", "2.13.0.RC1", " 2.13.0", "2.13.0_1"])
+@pytest.mark.parametrize("v", ["v2.13.0", "v2.13", "2.13.0-rc1", "2.13.0.RC1", " 2.13.0", "2.13.0_1"])
 def test_noncanonical_versions_go_to_packaging(v):
     from packaging.version import InvalidVersion, Version
 
