@@ -18,13 +18,13 @@ LC_SEGMENT_64, LC_UUID = 0x19, 0x1B
 
 def elf(phdrs: list[tuple[int, int, int]], *, size: int | None = None, order: str = "<",
         cls: int = 2, e_type: int = 3, phentsize: int = 56, shoff: int = 0, shnum: int = 0,
-        shentsize: int = 64) -> bytes:
+        shentsize: int = 64, phoff: int | None = None) -> bytes:
     """A 64-bit ELF image: the header, then program headers (p_type,
     p_offset, p_filesz) from byte 64, zero-padded to size."""
     head = bytearray(64)
     head[:6] = b"\x7fELF" + bytes([cls, 1 if order == "<" else 2])
     struct.pack_into(order + "H", head, 16, e_type)
-    struct.pack_into(order + "QQ", head, 32, 64 if phdrs else 0, shoff)
+    struct.pack_into(order + "QQ", head, 32, (64 if phdrs else 0) if phoff is None else phoff, shoff)
     struct.pack_into(order + "HHHH", head, 54, phentsize, len(phdrs), shentsize, shnum)
     table = b"".join(struct.pack(order + "IIQQQQ", t, 5, off, 0, 0, n).ljust(phentsize, b"\0")
                      for t, off, n in phdrs)
@@ -49,14 +49,16 @@ def uuid_command() -> bytes:
     return struct.pack("<II16s", LC_UUID, 24, b"\1" * 16)
 
 
-def universal(slices: list[bytes], *, nfat: int | None = None, sizes: list[int] | None = None) -> bytes:
+def universal(slices: list[bytes], *, nfat: int | None = None, sizes: list[int] | None = None,
+              offsets: list[int] | None = None) -> bytes:
     """A universal file: its big-endian header, then each slice 16-byte aligned."""
     count = len(slices) if nfat is None else nfat
     at = (8 + 20 * max(count, len(slices)) + 15) // 16 * 16
     arches, body = b"", b""
     for i, s in enumerate(slices):
         size = len(s) if sizes is None else sizes[i]
-        arches += struct.pack(">iiIII", 0x0100000C, 0, at + len(body), size, 4)
+        offset = at + len(body) if offsets is None else offsets[i]
+        arches += struct.pack(">iiIII", 0x0100000C, 0, offset, size, 4)
         body += s.ljust((len(s) + 15) // 16 * 16, b"\0")
     head = struct.pack(">II", 0xCAFEBABE, count) + arches
     return head.ljust(at, b"\0") + body
@@ -111,6 +113,17 @@ def test_elf_header_tables_must_end_inside_the_file():
             "ELF section headers lie past the end of the file")
 
 
+def test_elf_offsets_and_sizes_are_unsigned():
+    # Read as signed, each of these would be negative and pass its check.
+    refused(elf([(PT_LOAD, 0, 2**64 - 1)], size=200), "an ELF segment lies past the end of the file")
+    refused(elf([(PT_LOAD, 0, 200)], size=200, phoff=2**64 - 64), "ELF program headers lie past the end of the file")
+    refused(elf([(PT_LOAD, 0, 200)], phentsize=0xFFFF)[:200], "ELF program headers lie past the end of the file")
+
+
+def test_a_bare_elf_header_is_read_not_called_truncated():
+    refused(elf([], size=64), "ELF file has no program headers")
+
+
 # ---- Mach-O, thin ----
 
 def test_a_macho_library_whose_segment_ends_at_the_last_byte_is_accepted():
@@ -161,6 +174,22 @@ def test_a_slice_is_checked_against_its_own_end_not_the_files():
     # The first slice's segment reaches into the second slice.
     refused(universal([macho([segment(0, 257)], size=256), inner]),
             "a Mach-O segment lies past the end of the file")
+
+
+def test_macho_and_universal_offsets_and_sizes_are_unsigned():
+    refused(macho([segment(0, 2**64 - 1)], size=200), "a Mach-O segment lies past the end of the file")
+    refused(universal([macho([segment(0, 64)], size=64)], offsets=[2**32 - 16], sizes=[32]),
+            "a universal binary slice lies past the end of the file")
+
+
+def test_a_slice_shorter_than_a_header_is_truncated():
+    # Its start is past byte 32, so only end - start tells.
+    refused(universal([macho([])[:16]]), "Mach-O header truncated")
+
+
+def test_a_universal_header_may_end_at_the_last_byte():
+    # 8 + 20 bytes; its one slice is those 28 bytes, too short for a Mach-O header.
+    refused(struct.pack(">II", 0xCAFEBABE, 1) + struct.pack(">iiIII", 0, 0, 0, 28, 0), "Mach-O header truncated")
 
 
 def test_a_slice_must_be_a_64_bit_little_endian_macho():

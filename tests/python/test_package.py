@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 import pkgutil
@@ -211,6 +212,23 @@ def test_importing_a_bundled_library_as_a_module_is_refused_before_it_loads(brid
     assert f"ImportError: kestrel_mps_torch_ext.{name} is the bridge library for one torch minor" in out.stdout
     assert "load_torch_mps_bridge()" in out.stdout
     assert out.stdout.strip().endswith("loaded: False")
+
+
+def test_the_import_guard_goes_first_once_and_refuses_only_bridge_libraries(bridge, monkeypatch):
+    from kestrel_mps_torch_ext import _loader
+
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, _loader._BundledLibraryGuard)])
+    _loader.install_import_guard()
+    _loader.install_import_guard()
+    assert [isinstance(f, _loader._BundledLibraryGuard) for f in sys.meta_path].count(True) == 1
+    guard = sys.meta_path[0]
+    assert isinstance(guard, _loader._BundledLibraryGuard)
+    name = f"kestrel_mps_torch_ext.{bridge.path.name.split('.')[0]}"
+    with pytest.raises(ImportError, match="is the bridge library for one torch minor, not a Python module") as e:
+        importlib.util.find_spec(name)
+    assert e.value.name == name and "load_torch_mps_bridge()" in str(e.value)
+    assert guard.find_spec("kestrel_mps_torch_ext._paths", None) is None
+    assert guard.find_spec(f"another_package.{name.rpartition('.')[2]}", None) is None
 
 
 def test_a_user_script_type_checks_strictly_with_no_any():

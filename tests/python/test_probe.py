@@ -64,6 +64,7 @@ def test_available_but_failing_allocation_is_reported_not_raised(monkeypatch, fr
     ("14.7", "2.14.1", None),
     ("14.7", "2.15.0", "macOS 14.7 is below torch 2.15.0's MPS floor, macOS 15.0"),
     ("15.0", "2.15.0+cpu", None),
+    ("14.7", "2.15.0+cu132", "macOS 14.7 is below torch 2.15.0's MPS floor, macOS 15.0"),
     ("26.1", "2.16.0", None),
     ("", "2.15.0", None),  # not macOS, or unknown: no claim
 ])
