@@ -62,6 +62,18 @@
  *    pool stream's queue runs on a worker thread whose current stream is
  *    the default one, and those calls crash there. Use this bridge's
  *    entries, which work on the stream whose queue the block runs on.
+ *  - The default stream's first creation: torch makes it with an unlocked
+ *    check-then-create, so two threads asking first at once can each get a
+ *    "default" stream with queues of its own. The bridge makes it once
+ *    (std::call_once) before its own callers ask, which orders only callers
+ *    of the bridge: a thread that runs a torch MPS op without ever calling
+ *    the bridge can still race torch's creation. Run one MPS op (or one
+ *    bridge call) before starting threads.
+ *  - torch 2.14.1's deviceSynchronize (torch.mps.synchronize()) commits
+ *    the default stream directly, off its queue, so it can race an encoder
+ *    a block on the queue is filling. Do not call it while another thread
+ *    may be inside run_on_stream_queue; the bridge's synchronize entry
+ *    moves onto the queue first and is safe.
  *  - Metal's offset alignment: setBuffer:offset: needs an offset aligned to
  *    the element type's size, which byte_offset always is; a float4/half4
  *    load (16 bytes) or a constant-space binding needs more. Read the
