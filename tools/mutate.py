@@ -127,6 +127,15 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
+def clone_at_head(dest: Path) -> None:
+    """A scratch clone of HEAD at dest; one kept from an earlier run (its
+    builds stay warm) is moved to HEAD."""
+    if not dest.exists():
+        run(["git", "clone", "-q", "--shared", str(ROOT), str(dest)], check=True)
+    run(["git", "-C", str(dest), "fetch", "-q", str(ROOT), "HEAD"], check=True)
+    run(["git", "-C", str(dest), "reset", "-q", "--hard", "FETCH_HEAD"], check=True)
+
+
 def build(kind: str) -> Path:
     """Build (incrementally) the scratch tree's `kind`: shim, tests or sim."""
     options = {"shim": ["-DKESTREL_BUILD_SHIM=ON", "-DCMAKE_BUILD_TYPE=Release"],
@@ -170,11 +179,7 @@ def main() -> int:
         for m in chosen:
             print(f"{m[0]:32} {m[1]:42} {m[4]}")
         return 0
-    if not SRC.exists():
-        run(["git", "clone", "-q", "--shared", str(ROOT), str(SRC)], check=True)
-    # A clone kept from an earlier run (its builds stay warm) moves to HEAD.
-    run(["git", "-C", str(SRC), "fetch", "-q", str(ROOT), "HEAD"], check=True)
-    run(["git", "-C", str(SRC), "reset", "-q", "--hard", "FETCH_HEAD"], check=True)
+    clone_at_head(SRC)
     # The package's include/ where include_dir() looks, as in a wheel.
     link = SRC / "python" / "kestrel_mps_torch_ext" / "include"
     if not link.exists():

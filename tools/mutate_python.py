@@ -23,6 +23,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from mutate import clone_at_head  # tools/mutate.py, beside this file
+
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "mutmut"
 CLONE = WORK / "src-tree"
@@ -72,10 +74,7 @@ def config() -> str:
 def prepare() -> None:
     import kestrel_mps_torch_ext
 
-    if not CLONE.exists():
-        run(["git", "clone", "-q", "--shared", str(ROOT), str(CLONE)])
-    run(["git", "-C", str(CLONE), "fetch", "-q", str(ROOT), "HEAD"])
-    run(["git", "-C", str(CLONE), "reset", "-q", "--hard", "FETCH_HEAD"])
+    clone_at_head(CLONE)
     run(["git", "-C", str(CLONE), "clean", "-qfdx"])  # mutants/ of an earlier run included
     installed = Path(kestrel_mps_torch_ext.__file__).parent
     package = CLONE / "src" / "kestrel_mps_torch_ext"

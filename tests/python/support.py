@@ -176,22 +176,6 @@ def make(dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
     return raw.view(dtype).reshape(shape) if shape else raw.view(dtype).reshape(())
 
 
-def torch_dlpack_dtype(t: torch.Tensor) -> tuple[int, int, int] | None:
-    """(code, bits, lanes) from torch's own DLPack export, or None if torch
-    does not export this dtype."""
-    try:
-        capsule = torch.utils.dlpack.to_dlpack(t)
-    except (RuntimeError, TypeError, BufferError):
-        return None
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype = ctypes.c_void_p
-    get.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    p = get(capsule, b"dltensor")
-    # DLTensor: data (8), device (8), ndim (4), then dtype {u8 code, u8 bits, u16 lanes}
-    raw = (ctypes.c_uint8 * 4).from_address(p + 20)
-    return raw[0], raw[1], raw[2] | (raw[3] << 8)
-
-
 class _DLDevice(ctypes.Structure):
     _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
 
@@ -208,38 +192,28 @@ class _DLTensor(ctypes.Structure):
     ]
 
 
-class _DLManaged(ctypes.Structure):
-    pass
-
-
-_DL_DELETER = ctypes.CFUNCTYPE(None, ctypes.POINTER(_DLManaged))
-_DLManaged._fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", _DL_DELETER)]
-# What each borrowed tensor keeps alive, by its DLManagedTensor's address,
-# until torch frees the storage and calls the deleter.
-_BORROWED: dict[int, tuple[object, ...]] = {}
-_release = _DL_DELETER(lambda managed: _BORROWED.pop(ctypes.addressof(managed.contents), None))
-_capsule_new = ctypes.pythonapi.PyCapsule_New
-_capsule_new.restype = ctypes.py_object
-_capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+def torch_dlpack_dtype(t: torch.Tensor) -> tuple[int, int, int] | None:
+    """(code, bits, lanes) from torch's own DLPack export, or None if torch
+    does not export this dtype."""
+    try:
+        capsule = torch.utils.dlpack.to_dlpack(t)
+    except (RuntimeError, TypeError, BufferError):
+        return None
+    code, bits, lo, hi = _DLTensor.from_address(_capsule_pointer(capsule, b"dltensor")).dtype
+    return code, bits, lo | (hi << 8)
 
 
 def on_second_device(src: torch.Tensor, index: int = 1) -> torch.Tensor:
-    """src's memory, shape and strides as a tensor torch places on mps:<index>,
-    made through DLPack (kDLMetal), so that a device index other than 0 can
-    be resolved on a machine with no GPU, or one. The memory is host memory:
-    fine for resolution, which reads metadata only, never for a kernel."""
-    dl = torch_dlpack_dtype(src)
-    assert dl is not None, src.dtype
-    code, bits, lanes = dl
-    shape = (ctypes.c_int64 * src.dim())(*src.shape)
-    strides = (ctypes.c_int64 * src.dim())(*src.stride())
-    managed = _DLManaged()
-    managed.dl_tensor = _DLTensor(
-        src.data_ptr(), _DLDevice(8, index), src.dim(), (ctypes.c_uint8 * 4)(code, bits, lanes & 0xFF, lanes >> 8),
-        shape, strides, 0)
-    managed.deleter = _release
-    _BORROWED[ctypes.addressof(managed)] = (src, shape, strides, managed)
-    t = torch._C._from_dlpack(_capsule_new(ctypes.addressof(managed), b"dltensor", None))
+    """src's memory, shape and strides as a tensor torch places on mps:<index>:
+    torch's own DLPack export of src, relabelled kDLMetal device <index> and
+    imported back, so that a device index other than 0 can be resolved on a
+    machine with no GPU, or one. The memory is host memory: fine for
+    resolution, which reads metadata only, never for a kernel. torch's
+    deleter keeps src alive as long as the new tensor."""
+    capsule = torch.utils.dlpack.to_dlpack(src)
+    # A DLManagedTensor begins with its DLTensor.
+    _DLTensor.from_address(_capsule_pointer(capsule, b"dltensor")).device = _DLDevice(8, index)
+    t = torch._C._from_dlpack(capsule)
     assert t.device == torch.device("mps", index), t.device
     return t
 
